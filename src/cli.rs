@@ -1,0 +1,95 @@
+//! The command line. Every setting here can also come from config.toml; see
+//! [`crate::config::Settings::resolve`] for how the two are merged.
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+#[derive(Debug, Parser, Default)]
+#[command(
+    name = "benchlink",
+    version,
+    about = "A console for lab PCs that embedded devices talk to over TCP.",
+    long_about = "A console for lab PCs that embedded devices talk to over TCP: it accepts many \
+devices at once (text lines, the cf protocol of the classic STM32 + ESP8266 image article), \
+shows what they say, saves the files they send and sends them commands."
+)]
+pub struct Cli {
+    /// Run without the full-screen interface: events to stdout, commands from stdin.
+    #[arg(long)]
+    pub no_tui: bool,
+
+    /// With --no-tui: print events as JSON objects, one per line.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Where to accept devices: HOST:PORT or PROTO://HOST:PORT, PROTO one of auto, cf,
+    /// lines. Repeat for several. [default: 0.0.0.0:9999]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Vec<String>,
+
+    /// Folder for received files [default: the platform data folder's benchlink/received].
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+
+    /// Most devices connected at once [default: 1024].
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+
+    /// Longest text line kept whole, e.g. 64KiB; longer lines are cut [default: 64KiB].
+    #[arg(long, value_name = "BYTES", value_parser = parse_size_arg)]
+    pub max_line: Option<u64>,
+
+    /// Largest file accepted, e.g. 2GB [default: 4GiB].
+    #[arg(long, value_name = "BYTES", value_parser = parse_size_arg)]
+    pub max_file_size: Option<u64>,
+
+    /// Read settings from this file instead of the platform config folder's config.toml.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// What cf devices are greeted with [default: "hello client"].
+    #[arg(long, value_name = "TEXT")]
+    pub greeting: Option<String>,
+
+    /// Line ending added to commands sent to devices [default: none for cf, crlf for lines].
+    #[arg(long, value_enum, value_name = "ENDING")]
+    pub line_ending: Option<LineEndingArg>,
+
+    /// How long an auto listener waits for a device to speak before greeting it as cf
+    /// [default: 300].
+    #[arg(long, value_name = "MS")]
+    pub auto_delay_ms: Option<u64>,
+
+    /// Do not append each device's conversation to DIR/DEVICE/conversation.log.
+    #[arg(long)]
+    pub no_log: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LineEndingArg {
+    None,
+    Lf,
+    Crlf,
+}
+
+/// Sizes in human forms: `65536`, `64KiB`, `2GB`, `1 MiB`.
+pub fn parse_size_arg(text: &str) -> Result<u64, String> {
+    parse_size::Config::new()
+        .parse_size(text.trim())
+        .map_err(|_| format!("cannot read {text:?} as a size; write it like 65536, 64KiB or 2GB"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_accept_human_forms() {
+        assert_eq!(parse_size_arg("65536"), Ok(65536));
+        assert_eq!(parse_size_arg("64KiB"), Ok(65536));
+        assert_eq!(parse_size_arg("1 MiB"), Ok(1 << 20));
+        assert_eq!(parse_size_arg("2GB"), Ok(2_000_000_000));
+        assert!(parse_size_arg("lots").is_err());
+    }
+}

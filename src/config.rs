@@ -1,0 +1,345 @@
+//! Settings: defaults, then config.toml, then the command line.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::cli::{Cli, LineEndingArg, parse_size_arg};
+use crate::protocol::{LineEnding, ListenProtocol};
+
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:9999";
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+pub const DEFAULT_MAX_LINE: u64 = 64 * 1024;
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 4 * 1024 * 1024 * 1024;
+pub const DEFAULT_GREETING: &str = "hello client";
+pub const DEFAULT_AUTO_DELAY: Duration = Duration::from_millis(300);
+
+/// A setting the user got wrong, said as a sentence that tells what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// One `--listen` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenSpec {
+    pub protocol: ListenProtocol,
+    /// `HOST:PORT`, resolved when bound.
+    pub addr: String,
+}
+
+impl ListenSpec {
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let bad = || {
+            ConfigError(format!(
+                "bad listen address {text:?}: write HOST:PORT or PROTO://HOST:PORT with PROTO one of {}",
+                ListenProtocol::NAMES.join(", ")
+            ))
+        };
+        let (protocol, addr) = match text.split_once("://") {
+            Some((proto, addr)) => (ListenProtocol::parse(proto).ok_or_else(bad)?, addr),
+            None => (ListenProtocol::Auto, text),
+        };
+        let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
+        if host.is_empty() || port.parse::<u16>().is_err() {
+            return Err(bad());
+        }
+        Ok(Self {
+            protocol,
+            addr: addr.to_string(),
+        })
+    }
+}
+
+/// Everything the engine and the front ends need, resolved.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: Vec<ListenSpec>,
+    pub dir: PathBuf,
+    pub max_connections: usize,
+    pub max_line: usize,
+    pub max_file_size: u64,
+    pub greeting: String,
+    /// None: each protocol's own default (cf none, lines CRLF).
+    pub line_ending: Option<LineEnding>,
+    pub auto_delay: Duration,
+    pub log_conversations: bool,
+    pub aliases: HashMap<IpAddr, String>,
+}
+
+impl Settings {
+    /// Defaults suitable for tests: everything as documented, files under `dir`.
+    pub fn with_dir(dir: PathBuf) -> Self {
+        Self {
+            listen: vec![ListenSpec {
+                protocol: ListenProtocol::Auto,
+                addr: DEFAULT_LISTEN.into(),
+            }],
+            dir,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_line: DEFAULT_MAX_LINE as usize,
+            max_file_size: DEFAULT_MAX_FILE_SIZE,
+            greeting: DEFAULT_GREETING.into(),
+            line_ending: None,
+            auto_delay: DEFAULT_AUTO_DELAY,
+            log_conversations: true,
+            aliases: HashMap::new(),
+        }
+    }
+
+    /// Merges the command line over the config file over the defaults.
+    pub fn resolve(cli: &Cli) -> Result<Self, ConfigError> {
+        let file = match &cli.config {
+            Some(path) => FileConfig::load(path)?,
+            None => match default_config_path() {
+                Some(path) if path.exists() => FileConfig::load(&path)?,
+                _ => FileConfig::default(),
+            },
+        };
+        let dir = match cli.dir.clone().or(file.dir) {
+            Some(dir) => dir,
+            None => default_received_dir()?,
+        };
+        let listen_texts = if !cli.listen.is_empty() {
+            cli.listen.clone()
+        } else {
+            file.listen
+                .unwrap_or_else(|| vec![DEFAULT_LISTEN.to_string()])
+        };
+        let listen = listen_texts
+            .iter()
+            .map(|t| ListenSpec::parse(t))
+            .collect::<Result<Vec<_>, _>>()?;
+        if listen.is_empty() {
+            return Err(ConfigError(
+                "no listen address: give at least one with --listen HOST:PORT".into(),
+            ));
+        }
+        let max_connections = cli
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or(DEFAULT_MAX_CONNECTIONS);
+        if max_connections == 0 {
+            return Err(ConfigError("max_connections must be at least 1".into()));
+        }
+        let max_line = cli.max_line.or(file.max_line).unwrap_or(DEFAULT_MAX_LINE);
+        if max_line == 0 || max_line > 16 * 1024 * 1024 {
+            return Err(ConfigError(
+                "max_line must be between 1 byte and 16MiB".into(),
+            ));
+        }
+        let line_ending = match cli.line_ending {
+            Some(LineEndingArg::None) => Some(LineEnding::None),
+            Some(LineEndingArg::Lf) => Some(LineEnding::Lf),
+            Some(LineEndingArg::Crlf) => Some(LineEnding::CrLf),
+            None => file.line_ending,
+        };
+        Ok(Self {
+            listen,
+            dir,
+            max_connections,
+            max_line: max_line as usize,
+            max_file_size: cli
+                .max_file_size
+                .or(file.max_file_size)
+                .unwrap_or(DEFAULT_MAX_FILE_SIZE),
+            greeting: cli
+                .greeting
+                .clone()
+                .or(file.greeting)
+                .unwrap_or_else(|| DEFAULT_GREETING.into()),
+            line_ending,
+            auto_delay: cli
+                .auto_delay_ms
+                .or(file.auto_delay_ms)
+                .map_or(DEFAULT_AUTO_DELAY, Duration::from_millis),
+            log_conversations: !cli.no_log && file.log_conversations.unwrap_or(true),
+            aliases: file.aliases,
+        })
+    }
+}
+
+pub fn default_config_path() -> Option<PathBuf> {
+    directories::ProjectDirs::from("", "", "benchlink").map(|d| d.config_dir().join("config.toml"))
+}
+
+fn default_received_dir() -> Result<PathBuf, ConfigError> {
+    directories::ProjectDirs::from("", "", "benchlink")
+        .map(|d| d.data_dir().join("received"))
+        .ok_or_else(|| ConfigError("cannot find this user's data folder (is HOME set?); choose a folder with --dir DIR".into()))
+}
+
+/// config.toml as written by the user; every key is optional.
+#[derive(Debug, Default)]
+struct FileConfig {
+    listen: Option<Vec<String>>,
+    dir: Option<PathBuf>,
+    max_connections: Option<usize>,
+    max_line: Option<u64>,
+    max_file_size: Option<u64>,
+    greeting: Option<String>,
+    line_ending: Option<LineEnding>,
+    auto_delay_ms: Option<u64>,
+    log_conversations: Option<bool>,
+    aliases: HashMap<IpAddr, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum SizeValue {
+    Bytes(u64),
+    Text(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// The raw file, before values are checked. Unknown keys are errors: a typo must not
+/// be silently ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFileConfig {
+    listen: Option<OneOrMany>,
+    dir: Option<PathBuf>,
+    max_connections: Option<usize>,
+    max_line: Option<SizeValue>,
+    max_file_size: Option<SizeValue>,
+    greeting: Option<String>,
+    line_ending: Option<String>,
+    auto_delay_ms: Option<u64>,
+    log_conversations: Option<bool>,
+    #[serde(default)]
+    aliases: HashMap<String, String>,
+}
+
+impl FileConfig {
+    fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
+        Self::parse(&text, path)
+    }
+
+    fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let shown = path.display();
+        let raw: RawFileConfig = toml::from_str(text).map_err(|e| {
+            ConfigError(format!(
+                "bad config file {shown}: {}",
+                e.to_string().trim_end()
+            ))
+        })?;
+        let size = |key: &str, v: Option<SizeValue>| -> Result<Option<u64>, ConfigError> {
+            match v {
+                None => Ok(None),
+                Some(SizeValue::Bytes(n)) => Ok(Some(n)),
+                Some(SizeValue::Text(t)) => parse_size_arg(&t)
+                    .map(Some)
+                    .map_err(|e| ConfigError(format!("bad config file {shown}: key `{key}`: {e}"))),
+            }
+        };
+        let line_ending = match raw.line_ending {
+            None => None,
+            Some(t) => Some(LineEnding::parse(&t).ok_or_else(|| {
+                ConfigError(format!(
+                    "bad config file {shown}: key `line_ending`: {t:?} is not one of none, lf, crlf"
+                ))
+            })?),
+        };
+        let mut aliases = HashMap::new();
+        for (ip, name) in raw.aliases {
+            let addr: IpAddr = ip.parse().map_err(|_| {
+                ConfigError(format!(
+                    "bad config file {shown}: key `aliases.\"{ip}\"`: not an IP address (write e.g. \"192.168.4.2\" = \"camera-1\")"
+                ))
+            })?;
+            aliases.insert(addr, name);
+        }
+        Ok(Self {
+            listen: raw.listen.map(|l| match l {
+                OneOrMany::One(s) => vec![s],
+                OneOrMany::Many(v) => v,
+            }),
+            dir: raw.dir,
+            max_connections: raw.max_connections,
+            max_line: size("max_line", raw.max_line)?,
+            max_file_size: size("max_file_size", raw.max_file_size)?,
+            greeting: raw.greeting,
+            line_ending,
+            auto_delay_ms: raw.auto_delay_ms,
+            log_conversations: raw.log_conversations,
+            aliases,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<FileConfig, ConfigError> {
+        FileConfig::parse(text, Path::new("/etc/bl.toml"))
+    }
+
+    #[test]
+    fn listen_specs() {
+        let s = ListenSpec::parse("cf://127.0.0.1:0").expect("valid");
+        assert_eq!(
+            (s.protocol, s.addr.as_str()),
+            (ListenProtocol::Cf, "127.0.0.1:0")
+        );
+        let s = ListenSpec::parse("[::1]:9999").expect("valid");
+        assert_eq!(
+            (s.protocol, s.addr.as_str()),
+            (ListenProtocol::Auto, "[::1]:9999")
+        );
+        for bad in ["9999", "host:", ":80", "ftp://h:1", "h:70000", "lines://"] {
+            let err = ListenSpec::parse(bad).expect_err(bad);
+            assert!(err.0.contains("HOST:PORT"), "{err}");
+        }
+    }
+
+    #[test]
+    fn config_values_and_human_sizes() {
+        let c = parse(
+            "listen = [\"lines://0.0.0.0:7000\"]\nmax_line = \"4KiB\"\nmax_file_size = 1000\nline_ending = \"lf\"\n[aliases]\n\"10.0.0.7\" = \"cam\"\n",
+        )
+        .expect("valid");
+        assert_eq!(c.max_line, Some(4096));
+        assert_eq!(c.max_file_size, Some(1000));
+        assert_eq!(c.line_ending, Some(LineEnding::Lf));
+        assert_eq!(
+            c.aliases
+                .get(&"10.0.0.7".parse::<IpAddr>().expect("ip"))
+                .map(String::as_str),
+            Some("cam")
+        );
+    }
+
+    #[test]
+    fn config_errors_name_the_file_and_key() {
+        let e = parse("max_lines = 5").expect_err("unknown key");
+        assert!(
+            e.0.contains("/etc/bl.toml") && e.0.contains("max_lines"),
+            "{e}"
+        );
+        let e = parse("max_line = \"huge\"").expect_err("bad size");
+        assert!(e.0.contains("`max_line`") && e.0.contains("huge"), "{e}");
+        let e = parse("[aliases]\n\"not-an-ip\" = \"x\"").expect_err("bad alias");
+        assert!(e.0.contains("aliases") && e.0.contains("not-an-ip"), "{e}");
+        let e = parse("line_ending = \"cr\"").expect_err("bad ending");
+        assert!(e.0.contains("line_ending"), "{e}");
+    }
+}

@@ -1,0 +1,123 @@
+//! What the engine tells its front ends. The JSON form (`--json`) is a public
+//! interface: names and fields here are documented in docs/events.md.
+
+use chrono::{DateTime, Local, SecondsFormat};
+use serde::{Serialize, Serializer};
+
+/// A connection's number, unique for the console's lifetime.
+pub type ConnId = u64;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    #[serde(serialize_with = "rfc3339")]
+    pub ts: DateTime<Local>,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+impl Event {
+    pub fn now(kind: EventKind) -> Self {
+        Self {
+            ts: Local::now(),
+            kind,
+        }
+    }
+}
+
+fn rfc3339<S: Serializer>(ts: &DateTime<Local>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&ts.to_rfc3339_opts(SecondsFormat::Millis, false))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Device to console.
+    In,
+    /// Console to device.
+    Out,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeviceInfo {
+    pub conn: ConnId,
+    pub device: String,
+    pub protocol: String,
+    pub peer: String,
+    pub connected_secs: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum EventKind {
+    Listening {
+        addr: String,
+        protocol: String,
+        /// Where received files go (absolute).
+        dir: String,
+    },
+    Connected {
+        conn: ConnId,
+        device: String,
+        peer: String,
+        protocol: String,
+    },
+    Text {
+        conn: ConnId,
+        device: String,
+        direction: Direction,
+        text: String,
+    },
+    FileStarted {
+        conn: ConnId,
+        device: String,
+        name: String,
+        size: Option<u64>,
+    },
+    FileProgress {
+        conn: ConnId,
+        device: String,
+        name: String,
+        bytes: u64,
+    },
+    FileSaved {
+        conn: ConnId,
+        device: String,
+        name: String,
+        path: String,
+        size: u64,
+        crc32: u32,
+        seconds: f64,
+        /// Saved because the connection closed and the format carries no length.
+        ended_by_close: bool,
+    },
+    FileFailed {
+        conn: ConnId,
+        device: String,
+        name: String,
+        reason: String,
+        /// Where the incomplete data was kept, if anywhere.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        part: Option<String>,
+    },
+    Disconnected {
+        conn: ConnId,
+        device: String,
+        reason: String,
+    },
+    Error {
+        message: String,
+    },
+    Reply {
+        command: String,
+        ok: bool,
+        text: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        devices: Option<Vec<DeviceInfo>>,
+    },
+    /// The engine has stopped; front ends exit after this.
+    Stopped {
+        reason: String,
+    },
+}

@@ -1,0 +1,450 @@
+//! The engine: listeners, sessions, the file sink, the journal and the registry.
+//! It takes [`Command`]s and emits [`Event`]s and knows nothing of any front end.
+
+pub mod event;
+pub mod journal;
+pub mod names;
+pub mod registry;
+mod session;
+pub mod sink;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use event::{ConnId, DeviceInfo, Direction, Event, EventKind};
+use journal::Journal;
+use registry::{Registry, SessionCommand};
+
+use crate::config::{ListenSpec, Settings};
+use crate::console::{self, Request};
+use crate::protocol::ListenProtocol;
+
+/// What a front end asks of the engine.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// One line of the command language, as typed.
+    Line(String),
+    /// Stop (a signal, or the front end is closing).
+    Shutdown(String),
+}
+
+/// Why the engine could not start, said so the user knows what to do.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// State every session and the command handler share.
+pub(crate) struct Shared {
+    pub settings: Settings,
+    pub events: mpsc::Sender<Event>,
+    pub journal: Journal,
+    registry: Mutex<Registry>,
+    pub cancel: CancellationToken,
+}
+
+impl Shared {
+    pub async fn emit(&self, kind: EventKind) {
+        // A front end that went away must not stop the engine.
+        let _ = self.events.send(Event::now(kind)).await;
+    }
+
+    pub fn registry(&self) -> MutexGuard<'_, Registry> {
+        // A panic while holding the lock leaves plain data; keep going with it.
+        self.registry
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// An engine whose listeners are bound and whose folder is writable, not yet running.
+pub struct Engine {
+    settings: Settings,
+    listeners: Vec<(TcpListener, ListenProtocol)>,
+}
+
+/// A running engine, as a front end sees it.
+pub struct EngineHandle {
+    pub commands: mpsc::Sender<Command>,
+    pub events: mpsc::Receiver<Event>,
+    pub task: JoinHandle<()>,
+}
+
+/// How many events may wait for a slow front end before sessions wait too.
+const EVENT_QUEUE: usize = 8192;
+/// How long sessions get to save what they hold when the console stops.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+impl Engine {
+    /// Checks the received folder and binds every listener, so mistakes are reported
+    /// before anything runs.
+    pub async fn bind(settings: Settings) -> Result<Engine, StartError> {
+        check_writable(&settings.dir)?;
+        let mut listeners = Vec::new();
+        for spec in &settings.listen {
+            listeners.push((bind_one(spec).await?, spec.protocol));
+        }
+        Ok(Engine {
+            settings,
+            listeners,
+        })
+    }
+
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|(l, _)| l.local_addr().ok())
+            .collect()
+    }
+
+    pub fn start(self) -> EngineHandle {
+        let (event_tx, event_rx) = mpsc::channel(EVENT_QUEUE);
+        let (command_tx, command_rx) = mpsc::channel(64);
+        let dir =
+            std::fs::canonicalize(&self.settings.dir).unwrap_or_else(|_| self.settings.dir.clone());
+        let (journal, journal_thread) = Journal::start(
+            dir.clone(),
+            self.settings.log_conversations,
+            event_tx.clone(),
+        );
+        let mut settings = self.settings;
+        settings.dir = dir;
+        let shared = Arc::new(Shared {
+            settings,
+            events: event_tx,
+            journal,
+            registry: Mutex::new(Registry::default()),
+            cancel: CancellationToken::new(),
+        });
+        let listeners = self.listeners;
+        let task = tokio::spawn(async move {
+            let tracker = TaskTracker::new();
+            let limit = Arc::new(Semaphore::new(shared.settings.max_connections));
+            for (listener, protocol) in listeners {
+                let addr = listener
+                    .local_addr()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default();
+                shared
+                    .emit(EventKind::Listening {
+                        addr,
+                        protocol: protocol.name().into(),
+                        dir: shared.settings.dir.display().to_string(),
+                    })
+                    .await;
+                tracker.spawn(accept_loop(
+                    shared.clone(),
+                    listener,
+                    protocol,
+                    limit.clone(),
+                    tracker.clone(),
+                ));
+            }
+            let reason = CommandHandler::new(shared.clone()).run(command_rx).await;
+            shared.cancel.cancel();
+            tracker.close();
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await;
+            shared.journal.stop().await;
+            let _ = tokio::task::spawn_blocking(move || journal_thread.join()).await;
+            shared.emit(EventKind::Stopped { reason }).await;
+        });
+        EngineHandle {
+            commands: command_tx,
+            events: event_rx,
+            task,
+        }
+    }
+}
+
+fn check_writable(dir: &Path) -> Result<(), StartError> {
+    let fail = |e: std::io::Error| {
+        StartError(format!(
+            "cannot write received files to {}: {e}; choose another folder with --dir DIR",
+            dir.display()
+        ))
+    };
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    let probe = dir.join(format!(".benchlink-write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(fail)?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+async fn bind_one(spec: &ListenSpec) -> Result<TcpListener, StartError> {
+    TcpListener::bind(&spec.addr).await.map_err(|e| {
+        let hint = match e.kind() {
+            std::io::ErrorKind::AddrInUse => {
+                " (another program, perhaps another benchlink, is using that port; stop it or choose another port with --listen)"
+            }
+            std::io::ErrorKind::PermissionDenied => " (ports below 1024 need privileges; choose a port above 1024)",
+            std::io::ErrorKind::AddrNotAvailable => " (that address is not on this machine; try 0.0.0.0)",
+            _ => "",
+        };
+        StartError(format!("cannot listen on {}: {e}{hint}", spec.addr))
+    })
+}
+
+async fn accept_loop(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    protocol: ListenProtocol,
+    limit: Arc<Semaphore>,
+    tracker: TaskTracker,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shared.cancel.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => match limit.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    tracker.spawn(session::run(shared.clone(), stream, peer, protocol, permit));
+                }
+                Err(_) => {
+                    drop(stream);
+                    shared
+                        .emit(EventKind::Error {
+                            message: format!(
+                                "refused a connection from {peer}: {} devices are connected, the --max-connections limit",
+                                shared.settings.max_connections
+                            ),
+                        })
+                        .await;
+                }
+            },
+            Err(e) => {
+                // Out of file descriptors and the like: say so, and do not spin.
+                shared
+                    .emit(EventKind::Error {
+                        message: format!("cannot accept a connection: {e}"),
+                    })
+                    .await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+/// Runs operator commands against the registry.
+struct CommandHandler {
+    shared: Arc<Shared>,
+    target: Option<ConnId>,
+}
+
+impl CommandHandler {
+    fn new(shared: Arc<Shared>) -> Self {
+        Self {
+            shared,
+            target: None,
+        }
+    }
+
+    /// Returns why the engine should stop.
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) -> String {
+        loop {
+            let command = tokio::select! {
+                _ = self.shared.cancel.cancelled() => return "stopped".into(),
+                c = commands.recv() => c,
+            };
+            match command {
+                Some(Command::Line(line)) => {
+                    if self.line(&line).await {
+                        return "the operator typed /quit".into();
+                    }
+                }
+                Some(Command::Shutdown(reason)) => return reason,
+                None => return "the front end closed".into(),
+            }
+        }
+    }
+
+    /// Handles one line; true when it asks to quit.
+    async fn line(&mut self, line: &str) -> bool {
+        let command = line.trim().to_string();
+        let request = match console::parse(line) {
+            Ok(r) => r,
+            Err(text) => {
+                self.reply(&command, false, text, None).await;
+                return false;
+            }
+        };
+        match request {
+            Request::Nothing => {}
+            Request::Send(text) => match self.resolve_target() {
+                Ok((name, tx)) => {
+                    let ok = tx.send(SessionCommand::Send(text)).await.is_ok();
+                    let said = if ok {
+                        format!("sent to {name}")
+                    } else {
+                        format!("{name} has just disconnected")
+                    };
+                    self.reply(&command, ok, said, None).await;
+                }
+                Err(e) => self.reply(&command, false, e, None).await,
+            },
+            Request::Target(key) => {
+                let found = self
+                    .shared
+                    .registry()
+                    .find(&key)
+                    .map(|d| (d.conn, d.name.clone()));
+                match found {
+                    Some((conn, name)) => {
+                        self.target = Some(conn);
+                        self.reply(
+                            &command,
+                            true,
+                            format!("plain text now goes to {name}"),
+                            None,
+                        )
+                        .await;
+                    }
+                    None => {
+                        let e = format!("no device called {key:?}; {}", self.who_is_connected());
+                        self.reply(&command, false, e, None).await;
+                    }
+                }
+            }
+            Request::All(text) => {
+                let targets: Vec<_> = self
+                    .shared
+                    .registry()
+                    .live()
+                    .map(|d| d.commands.clone())
+                    .collect();
+                let mut sent = 0;
+                for tx in targets {
+                    if tx.send(SessionCommand::Send(text.clone())).await.is_ok() {
+                        sent += 1;
+                    }
+                }
+                let ok = sent > 0;
+                let said = if ok {
+                    format!("sent to {sent} device(s)")
+                } else {
+                    "no device is connected".into()
+                };
+                self.reply(&command, ok, said, None).await;
+            }
+            Request::List => {
+                let devices: Vec<DeviceInfo> =
+                    self.shared.registry().live().map(|d| d.info()).collect();
+                let text = list_text(&devices, self.target);
+                self.reply(&command, true, text, Some(devices)).await;
+            }
+            Request::Kick(key) => {
+                let found = self
+                    .shared
+                    .registry()
+                    .find(&key)
+                    .map(|d| (d.name.clone(), d.commands.clone()));
+                match found {
+                    Some((name, tx)) => {
+                        let _ = tx.send(SessionCommand::Kick).await;
+                        self.reply(&command, true, format!("disconnecting {name}"), None)
+                            .await;
+                    }
+                    None => {
+                        let e = format!("no device called {key:?}; {}", self.who_is_connected());
+                        self.reply(&command, false, e, None).await;
+                    }
+                }
+            }
+            Request::Help => self.reply(&command, true, console::help_text(), None).await,
+            Request::Quit => {
+                self.reply(&command, true, "stopping the console".into(), None)
+                    .await;
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The device plain text goes to: the chosen one, else the only one connected.
+    fn resolve_target(&self) -> Result<(String, mpsc::Sender<SessionCommand>), String> {
+        let registry = self.shared.registry();
+        if let Some(conn) = self.target {
+            return match registry.get(conn) {
+                Some(d) => Ok((d.name.clone(), d.commands.clone())),
+                None => Err(format!(
+                    "the device chosen with /to has disconnected; {}",
+                    describe_live(&registry)
+                )),
+            };
+        }
+        let live: Vec<_> = registry.live().collect();
+        match live.as_slice() {
+            [only] => Ok((only.name.clone(), only.commands.clone())),
+            [] => Err("no device is connected yet; nothing was sent".into()),
+            many => Err(format!(
+                "{} devices are connected ({}); choose one with /to NAME, or send to all with /all TEXT",
+                many.len(),
+                many.iter()
+                    .map(|d| d.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
+    }
+
+    fn who_is_connected(&self) -> String {
+        describe_live(&self.shared.registry())
+    }
+
+    async fn reply(&self, command: &str, ok: bool, text: String, devices: Option<Vec<DeviceInfo>>) {
+        self.shared
+            .emit(EventKind::Reply {
+                command: command.to_string(),
+                ok,
+                text,
+                devices,
+            })
+            .await;
+    }
+}
+
+fn describe_live(registry: &Registry) -> String {
+    let names: Vec<_> = registry.live().map(|d| d.name.as_str()).collect();
+    if names.is_empty() {
+        "no device is connected".into()
+    } else {
+        format!("connected: {}", names.join(", "))
+    }
+}
+
+fn list_text(devices: &[DeviceInfo], target: Option<ConnId>) -> String {
+    use humansize::{BINARY, format_size};
+    if devices.is_empty() {
+        return "no device is connected".into();
+    }
+    let mut text = format!("{} device(s) connected:", devices.len());
+    for d in devices {
+        let mark = if Some(d.conn) == target { "*" } else { " " };
+        text.push_str(&format!(
+            "\n {mark}#{:<4} {:<20} {:<6} {:<22} {:>6}s  in {:>10}  out {:>10}",
+            d.conn,
+            d.device,
+            d.protocol,
+            d.peer,
+            d.connected_secs,
+            format_size(d.bytes_in, BINARY),
+            format_size(d.bytes_out, BINARY)
+        ));
+    }
+    text
+}

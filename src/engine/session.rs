@@ -1,0 +1,643 @@
+//! One connected device: reads its bytes, runs them through its protocol's codec,
+//! turns the codec's messages into events, files and conversation lines, and sends
+//! the operator's commands to it.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::time::{Instant, sleep_until};
+
+use super::event::{ConnId, Direction, EventKind};
+use super::journal::ReceivedRecord;
+use super::names::sanitize;
+use super::registry::{SessionCommand, Stats};
+use super::sink::{PartFile, place};
+use super::{Event, Shared};
+use crate::protocol::cf::{CfDecoder, CfMessage};
+use crate::protocol::lines::LineDecoder;
+use crate::protocol::sniff::{Completeness, FileKind, HEAD_LEN, HeadTail};
+use crate::protocol::{Detected, LineEnding, ListenProtocol, detect_first_bytes};
+use crate::text::from_device;
+
+/// Read size while texts arrive; also what one cf message can be at most.
+const READ_SMALL: usize = 16 * 1024;
+/// Read size while a file arrives: large reads keep the data path near copy speed.
+const READ_LARGE: usize = 256 * 1024;
+/// An unterminated line is shown after this much silence.
+const PARTIAL_LINE_IDLE: Duration = Duration::from_millis(200);
+/// `file_progress` at most this often per transfer.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+/// A device that does not read its commands for this long is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    listen: ListenProtocol,
+    _permit: OwnedSemaphorePermit,
+) {
+    // Commands are short; send them now, not after Nagle's delay.
+    let _ = stream.set_nodelay(true);
+    let (tx, commands) = mpsc::channel(16);
+    let stats = Arc::new(Stats::default());
+    let base = match shared.settings.aliases.get(&peer.ip()) {
+        Some(alias) => alias.clone(),
+        None => peer.ip().to_string(),
+    };
+    let base = sanitize(&base, "device");
+    let (conn, device) = shared.registry().register(peer, &base, tx, stats.clone());
+    let mut guard = Registration {
+        shared: shared.clone(),
+        conn,
+        device: device.clone(),
+        closed: false,
+    };
+    let mut session = Session {
+        folder: shared.settings.dir.join(&device),
+        shared,
+        stream,
+        conn,
+        device,
+        peer,
+        stats,
+        commands,
+        mode: Mode::Undecided,
+        protocol: "auto",
+        announced: false,
+        buf: BytesMut::new(),
+        partial_since: None,
+        cf_file: CfFile::None,
+    };
+    let end = session.serve(listen).await;
+    session.close(end).await;
+    guard.closed = true;
+}
+
+/// Removes the device from the registry however the session ends, a panic included.
+struct Registration {
+    shared: Arc<Shared>,
+    conn: ConnId,
+    device: String,
+    closed: bool,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let was_announced = self
+            .shared
+            .registry()
+            .remove(self.conn)
+            .is_some_and(|d| d.announced);
+        if !self.closed && was_announced {
+            let _ = self
+                .shared
+                .events
+                .try_send(Event::now(EventKind::Disconnected {
+                    conn: self.conn,
+                    device: self.device.clone(),
+                    reason: "internal error in this connection's session".into(),
+                }));
+        }
+    }
+}
+
+enum Mode {
+    Undecided,
+    Lines(LineDecoder),
+    Cf(CfDecoder),
+}
+
+/// Why a session ended.
+enum End {
+    DeviceClosed,
+    Kicked,
+    Stopped,
+    Failed(String),
+}
+
+impl End {
+    fn reason(&self) -> String {
+        match self {
+            End::DeviceClosed => "closed by the device".into(),
+            End::Kicked => "disconnected by the operator".into(),
+            End::Stopped => "the console stopped".into(),
+            End::Failed(why) => why.clone(),
+        }
+    }
+}
+
+/// A cf file: its bytes run until the connection closes.
+enum CfFile {
+    None,
+    /// Marker seen; waiting for enough bytes to tell the format (and so the name).
+    Pending {
+        chunks: Vec<Bytes>,
+        len: usize,
+        started: Instant,
+    },
+    Active(Transfer),
+    /// Failed (disk error, too large): the rest of the stream is read and dropped.
+    Discarding,
+}
+
+struct Transfer {
+    part: PartFile,
+    name: String,
+    started: Instant,
+    last_progress: Instant,
+    observed: HeadTail,
+}
+
+struct Session {
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    conn: ConnId,
+    device: String,
+    folder: PathBuf,
+    peer: SocketAddr,
+    stats: Arc<Stats>,
+    commands: mpsc::Receiver<SessionCommand>,
+    mode: Mode,
+    protocol: &'static str,
+    announced: bool,
+    buf: BytesMut,
+    /// When the unterminated line in the line decoder last grew.
+    partial_since: Option<Instant>,
+    cf_file: CfFile,
+}
+
+impl Session {
+    async fn serve(&mut self, listen: ListenProtocol) -> End {
+        let mut auto_deadline = None;
+        let started = match listen {
+            ListenProtocol::Auto => {
+                auto_deadline = Some(Instant::now() + self.shared.settings.auto_delay);
+                Ok(())
+            }
+            ListenProtocol::Cf => self.start_cf(false).await,
+            ListenProtocol::Lines => {
+                self.start_lines().await;
+                Ok(())
+            }
+        };
+        if let Err(end) = started {
+            return end;
+        }
+        loop {
+            let partial_deadline = self.partial_since.map(|t| t + PARTIAL_LINE_IDLE);
+            let far = Instant::now() + Duration::from_secs(86_400);
+            tokio::select! {
+                biased;
+                _ = self.shared.cancel.cancelled() => return End::Stopped,
+                command = self.commands.recv() => match command {
+                    Some(SessionCommand::Send(text)) => {
+                        if let Err(end) = self.send_command(&text).await {
+                            return end;
+                        }
+                    }
+                    Some(SessionCommand::Kick) | None => return End::Kicked,
+                },
+                ready = self.stream.readable() => {
+                    if let Err(e) = ready {
+                        return End::Failed(format!("connection error: {e}"));
+                    }
+                    match self.read_once() {
+                        Ok(None) => {}
+                        Ok(Some(data)) if data.is_empty() => return End::DeviceClosed,
+                        Ok(Some(data)) => {
+                            if let Err(end) = self.on_data(data).await {
+                                return end;
+                            }
+                        }
+                        Err(e) => return End::Failed(format!("connection error: {e}")),
+                    }
+                }
+                _ = sleep_until(auto_deadline.unwrap_or(far)), if auto_deadline.is_some() => {
+                    auto_deadline = None;
+                    if matches!(self.mode, Mode::Undecided)
+                        && let Err(end) = self.start_cf(true).await
+                    {
+                        return end;
+                    }
+                }
+                _ = sleep_until(partial_deadline.unwrap_or(far)), if partial_deadline.is_some() => {
+                    self.flush_partial_line().await;
+                }
+            }
+        }
+    }
+
+    /// One non-blocking read. `Ok(None)`: spurious wake-up; an empty chunk: closed.
+    fn read_once(&mut self) -> io::Result<Option<Bytes>> {
+        let want = if matches!(self.cf_file, CfFile::None) {
+            READ_SMALL
+        } else {
+            READ_LARGE
+        };
+        self.buf.reserve(want);
+        match self.stream.try_read_buf(&mut self.buf) {
+            Ok(0) => Ok(Some(Bytes::new())),
+            Ok(n) => {
+                self.stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+                let data = self.buf.split().freeze();
+                if matches!(self.cf_file, CfFile::None) {
+                    // Idle devices keep no read buffer: 10,000 of them must fit in little memory.
+                    self.buf = BytesMut::new();
+                }
+                Ok(Some(data))
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn on_data(&mut self, data: Bytes) -> Result<(), End> {
+        if matches!(self.mode, Mode::Undecided) {
+            if detect_first_bytes(&data) == Detected::Frames {
+                self.shared
+                    .emit(EventKind::Error {
+                        message: format!(
+                            "{} began with byte 0xA5, reserved for benchlink's native frame protocol, which this version does not speak yet; treating it as text lines",
+                            self.device
+                        ),
+                    })
+                    .await;
+            }
+            self.start_lines().await;
+        }
+        match &mut self.mode {
+            Mode::Undecided => Ok(()),
+            Mode::Lines(decoder) => {
+                let mut lines = Vec::new();
+                decoder.push(&data, &mut lines);
+                self.partial_since = decoder.has_partial().then(Instant::now);
+                for line in lines {
+                    self.text_in(&line).await;
+                }
+                Ok(())
+            }
+            Mode::Cf(decoder) => {
+                let mut messages = Vec::new();
+                decoder.push(data, &mut messages);
+                for message in messages {
+                    self.on_cf(message).await;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn on_cf(&mut self, message: CfMessage) {
+        match message {
+            CfMessage::Handshake => self.text_in(crate::protocol::cf::HANDSHAKE).await,
+            CfMessage::Command(command) => self.text_in_capped(&command).await,
+            CfMessage::Text(text) => {
+                for line in text.split(|&b| b == b'\n') {
+                    let line = line.strip_suffix(b"\r").unwrap_or(line);
+                    if !line.is_empty() {
+                        self.text_in_capped(line).await;
+                    }
+                }
+            }
+            CfMessage::FileStart => {
+                self.cf_file = CfFile::Pending {
+                    chunks: Vec::new(),
+                    len: 0,
+                    started: Instant::now(),
+                };
+            }
+            CfMessage::FileData(data) => match &mut self.cf_file {
+                CfFile::Pending { chunks, len, .. } => {
+                    *len += data.len();
+                    chunks.push(data);
+                    let mut head = Vec::with_capacity(HEAD_LEN);
+                    for c in chunks.iter() {
+                        head.extend_from_slice(&c[..c.len().min(HEAD_LEN - head.len())]);
+                    }
+                    if !FileKind::undecided(&head) {
+                        self.begin_cf_file().await;
+                    }
+                }
+                CfFile::Active(_) => self.write_file(data).await,
+                CfFile::None | CfFile::Discarding => {}
+            },
+        }
+    }
+
+    /// Names the pending cf file by its content and starts writing it.
+    async fn begin_cf_file(&mut self) {
+        let CfFile::Pending {
+            chunks, started, ..
+        } = std::mem::replace(&mut self.cf_file, CfFile::Discarding)
+        else {
+            return;
+        };
+        let mut observed = HeadTail::default();
+        for c in &chunks {
+            observed.observe(c);
+        }
+        let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S%.3f");
+        let name = format!("{stamp}.{}", observed.kind().extension());
+        let part = match PartFile::create(self.folder.clone(), name.clone()).await {
+            Ok(part) => part,
+            Err(e) => {
+                self.disk_failure(&name, &e).await;
+                return;
+            }
+        };
+        self.shared
+            .emit(EventKind::FileStarted {
+                conn: self.conn,
+                device: self.device.clone(),
+                name: name.clone(),
+                size: None,
+            })
+            .await;
+        self.cf_file = CfFile::Active(Transfer {
+            part,
+            name,
+            started,
+            last_progress: Instant::now(),
+            observed: HeadTail::default(),
+        });
+        for c in chunks {
+            self.write_file(c).await;
+        }
+    }
+
+    async fn write_file(&mut self, data: Bytes) {
+        let CfFile::Active(t) = &mut self.cf_file else {
+            return;
+        };
+        let limit = self.shared.settings.max_file_size;
+        if t.part.len() + data.len() as u64 > limit {
+            let CfFile::Active(t) = std::mem::replace(&mut self.cf_file, CfFile::Discarding) else {
+                return;
+            };
+            let reason = format!(
+                "larger than the {} limit (--max-file-size); the rest is discarded",
+                humansize::format_size(limit, humansize::BINARY)
+            );
+            self.keep_failed(t, reason).await;
+            return;
+        }
+        t.observed.observe(&data);
+        if let Err(e) = t.part.write(data).await {
+            let name = t.name.clone();
+            self.cf_file = CfFile::Discarding;
+            self.disk_failure(&name, &e).await;
+            return;
+        }
+        if t.last_progress.elapsed() >= PROGRESS_EVERY {
+            t.last_progress = Instant::now();
+            let event = EventKind::FileProgress {
+                conn: self.conn,
+                device: self.device.clone(),
+                name: t.name.clone(),
+                bytes: t.part.len(),
+            };
+            self.shared.emit(event).await;
+        }
+    }
+
+    /// A file ended with the connection: saved if its content is complete (or carries
+    /// no length and the device closed normally), else kept as `.part`.
+    async fn finish_cf_file(&mut self, end: &End) {
+        match std::mem::replace(&mut self.cf_file, CfFile::None) {
+            CfFile::None | CfFile::Discarding => {}
+            CfFile::Pending { len: 0, .. } => {
+                self.shared
+                    .emit(EventKind::FileFailed {
+                        conn: self.conn,
+                        device: self.device.clone(),
+                        name: String::new(),
+                        reason: "the device announced a file but sent no bytes".into(),
+                        part: None,
+                    })
+                    .await;
+            }
+            pending @ CfFile::Pending { .. } => {
+                self.cf_file = pending;
+                self.begin_cf_file().await;
+                Box::pin(self.finish_cf_file(end)).await;
+            }
+            CfFile::Active(t) => match (t.observed.completeness(), end) {
+                (Completeness::Complete, _) => self.save(t, false).await,
+                (Completeness::EndedByClose, End::DeviceClosed) => self.save(t, true).await,
+                (Completeness::Truncated { expected }, _) => {
+                    let kind = t.observed.kind().extension().to_ascii_uppercase();
+                    let got = t.part.len();
+                    let reason = match expected {
+                        Some(n) => {
+                            format!("truncated: the {kind} header says {n} bytes, {got} arrived")
+                        }
+                        None => format!(
+                            "truncated: the {kind} data ends before its end marker ({got} bytes arrived)"
+                        ),
+                    };
+                    self.keep_failed(t, reason).await;
+                }
+                (Completeness::EndedByClose, other) => {
+                    let reason = format!("interrupted: {}", other.reason());
+                    self.keep_failed(t, reason).await;
+                }
+            },
+        }
+    }
+
+    async fn save(&mut self, t: Transfer, ended_by_close: bool) {
+        let finished = match t.part.finish().await {
+            Ok(f) => f,
+            Err(e) => return self.disk_failure(&t.name, &e).await,
+        };
+        let path = match place(finished.part_path, self.folder.clone(), t.name.clone()).await {
+            Ok(p) => p,
+            Err(e) => return self.disk_failure(&t.name, &e).await,
+        };
+        let seconds = t.started.elapsed().as_secs_f64();
+        let name = path
+            .file_name()
+            .map_or_else(|| t.name.clone(), |n| n.to_string_lossy().into_owned());
+        let path = path.display().to_string();
+        self.shared
+            .journal
+            .saved(ReceivedRecord {
+                time: chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, false),
+                device: self.device.clone(),
+                peer: self.peer.to_string(),
+                name: name.clone(),
+                path: path.clone(),
+                size: finished.size,
+                crc32: finished.crc32,
+                seconds,
+                protocol: self.protocol.into(),
+            })
+            .await;
+        self.shared
+            .emit(EventKind::FileSaved {
+                conn: self.conn,
+                device: self.device.clone(),
+                name,
+                path,
+                size: finished.size,
+                crc32: finished.crc32,
+                seconds,
+                ended_by_close,
+            })
+            .await;
+    }
+
+    async fn keep_failed(&mut self, t: Transfer, reason: String) {
+        let part = t.part.keep().await.ok().map(|p| p.display().to_string());
+        let reason = match &part {
+            Some(p) => format!("{reason}; what arrived is kept as {p}"),
+            None => reason,
+        };
+        self.shared
+            .emit(EventKind::FileFailed {
+                conn: self.conn,
+                device: self.device.clone(),
+                name: t.name,
+                reason,
+                part,
+            })
+            .await;
+    }
+
+    /// A disk error fails this one transfer; the console and other devices go on.
+    async fn disk_failure(&mut self, name: &str, e: &io::Error) {
+        let message = format!(
+            "cannot write {name} from {} in {}: {e}",
+            self.device,
+            self.folder.display()
+        );
+        self.shared
+            .emit(EventKind::FileFailed {
+                conn: self.conn,
+                device: self.device.clone(),
+                name: name.to_string(),
+                reason: e.to_string(),
+                part: None,
+            })
+            .await;
+        self.shared.emit(EventKind::Error { message }).await;
+    }
+
+    async fn start_cf(&mut self, chosen_by_auto: bool) -> Result<(), End> {
+        self.mode = Mode::Cf(CfDecoder::new(chosen_by_auto));
+        self.announce("cf").await;
+        let greeting = self.shared.settings.greeting.clone();
+        self.write_to_device(greeting.as_bytes()).await?;
+        self.text(Direction::Out, greeting).await;
+        Ok(())
+    }
+
+    async fn start_lines(&mut self) {
+        self.mode = Mode::Lines(LineDecoder::new(self.shared.settings.max_line));
+        self.announce("lines").await;
+    }
+
+    async fn announce(&mut self, protocol: &'static str) {
+        self.protocol = protocol;
+        self.announced = true;
+        self.shared.registry().announce(self.conn, protocol);
+        self.shared
+            .emit(EventKind::Connected {
+                conn: self.conn,
+                device: self.device.clone(),
+                peer: self.peer.to_string(),
+                protocol: protocol.into(),
+            })
+            .await;
+    }
+
+    async fn send_command(&mut self, text: &str) -> Result<(), End> {
+        let ending = self.shared.settings.line_ending.unwrap_or(match self.mode {
+            Mode::Cf(_) => LineEnding::None,
+            _ => LineEnding::CrLf,
+        });
+        let mut wire = Vec::with_capacity(text.len() + 2);
+        wire.extend_from_slice(text.as_bytes());
+        wire.extend_from_slice(ending.bytes());
+        self.write_to_device(&wire).await?;
+        self.text(Direction::Out, text.to_string()).await;
+        Ok(())
+    }
+
+    async fn write_to_device(&mut self, bytes: &[u8]) -> Result<(), End> {
+        match tokio::time::timeout(WRITE_TIMEOUT, self.stream.write_all(bytes)).await {
+            Ok(Ok(())) => {
+                self.stats
+                    .bytes_out
+                    .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                Ok(())
+            }
+            Ok(Err(e)) => Err(End::Failed(format!("connection error while sending: {e}"))),
+            Err(_) => Err(End::Failed(format!(
+                "the device read nothing for {} s; dropped",
+                WRITE_TIMEOUT.as_secs()
+            ))),
+        }
+    }
+
+    async fn flush_partial_line(&mut self) {
+        self.partial_since = None;
+        let partial = match &mut self.mode {
+            Mode::Lines(decoder) => decoder.take_partial(),
+            _ => None,
+        };
+        if let Some(line) = partial {
+            self.text_in(&line).await;
+        }
+    }
+
+    /// Device text longer than `--max-line` is shown in pieces.
+    async fn text_in_capped(&mut self, bytes: &[u8]) {
+        for piece in bytes.chunks(self.shared.settings.max_line) {
+            self.text_in(piece).await;
+        }
+    }
+
+    async fn text_in(&mut self, bytes: &[u8]) {
+        self.text(Direction::In, from_device(bytes)).await;
+    }
+
+    async fn text(&mut self, direction: Direction, text: String) {
+        self.shared
+            .journal
+            .conversation(&self.device, direction, &text)
+            .await;
+        self.shared
+            .emit(EventKind::Text {
+                conn: self.conn,
+                device: self.device.clone(),
+                direction,
+                text,
+            })
+            .await;
+    }
+
+    async fn close(&mut self, end: End) {
+        self.flush_partial_line().await;
+        self.finish_cf_file(&end).await;
+        self.shared.journal.forget(&self.device).await;
+        if self.announced {
+            self.shared
+                .emit(EventKind::Disconnected {
+                    conn: self.conn,
+                    device: self.device.clone(),
+                    reason: end.reason(),
+                })
+                .await;
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! The `--no-tui` front end: events to stdout (human text or JSON lines), commands
+//! from stdin. It only consumes the engine's events, like the TUI will.
+
+use std::io::{self, BufRead, Read, Write};
+
+use humansize::{BINARY, format_size};
+use tokio::sync::mpsc;
+
+use crate::engine::{Command, Direction, Engine, Event, EventKind};
+use crate::text::for_terminal;
+
+/// Longest stdin line taken as one command.
+const MAX_INPUT_LINE: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Human,
+    Json,
+}
+
+/// Runs the engine with this front end until it stops.
+pub async fn run(engine: Engine, format: Format) {
+    let handle = engine.start();
+    let commands = handle.commands.clone();
+    spawn_stdin_reader(commands.clone());
+    tokio::spawn(forward_signals(commands.clone()));
+    let printer = spawn_printer(handle.events, format, commands);
+    let _ = handle.task.await;
+    let _ = tokio::task::spawn_blocking(move || printer.join()).await;
+}
+
+/// Printing happens on its own thread, so a slow terminal or pipe never blocks the
+/// async workers; the bounded event queue slows devices down instead.
+fn spawn_printer(
+    mut events: mpsc::Receiver<Event>,
+    format: Format,
+    commands: mpsc::Sender<Command>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let stdout = io::stdout();
+        let mut out = io::BufWriter::new(stdout.lock());
+        let mut broken = false;
+        while let Some(event) = events.blocking_recv() {
+            let stopped = matches!(event.kind, EventKind::Stopped { .. });
+            if !broken {
+                let line = match format {
+                    Format::Human => human(&event),
+                    Format::Json => json(&event),
+                };
+                let mut written = writeln!(out, "{line}");
+                if events.is_empty() {
+                    written = written.and_then(|()| out.flush());
+                }
+                if written.is_err() {
+                    // Whoever read our output is gone (a closed pipe): stop cleanly.
+                    broken = true;
+                    let _ = commands.blocking_send(Command::Shutdown("stdout was closed".into()));
+                }
+            }
+            if stopped {
+                break;
+            }
+        }
+        let _ = out.flush();
+    })
+}
+
+/// Reads commands from stdin on a plain thread: a blocking read there cannot hold
+/// up the runtime. EOF ends the reader, not the console (it is a server).
+fn spawn_stdin_reader(commands: mpsc::Sender<Command>) {
+    std::thread::spawn(move || {
+        let mut stdin = io::stdin().lock();
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match (&mut stdin)
+                .take(MAX_INPUT_LINE as u64 + 1)
+                .read_until(b'\n', &mut line)
+            {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            if line.len() > MAX_INPUT_LINE && !line.ends_with(b"\n") {
+                eprintln!("benchlink: ignored an input line longer than 64 KiB");
+                let mut rest = Vec::new();
+                let _ = stdin.read_until(b'\n', &mut rest);
+                continue;
+            }
+            let text = String::from_utf8_lossy(&line)
+                .trim_end_matches(['\r', '\n'])
+                .to_string();
+            if commands.blocking_send(Command::Line(text)).is_err() {
+                return;
+            }
+        }
+    });
+}
+
+/// SIGINT, SIGTERM and SIGHUP stop the console cleanly; a second one exits at once.
+async fn forward_signals(commands: mpsc::Sender<Command>) {
+    let name = wait_for_signal().await;
+    let _ = commands
+        .send(Command::Shutdown(format!("received {name}")))
+        .await;
+    wait_for_signal().await;
+    std::process::exit(130);
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+        _ = hup.recv() => "SIGHUP",
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() -> &'static str {
+    let _ = tokio::signal::ctrl_c().await;
+    "Ctrl-C"
+}
+
+pub fn json(event: &Event) -> String {
+    serde_json::to_string(event)
+        .unwrap_or_else(|e| format!("{{\"event\":\"error\",\"message\":\"{e}\"}}"))
+}
+
+/// One line for a person. Everything a device could influence goes through
+/// [`for_terminal`], so no escape sequence from a device reaches the terminal.
+pub fn human(event: &Event) -> String {
+    let ts = event.ts.format("%H:%M:%S");
+    let safe = |s: &str| for_terminal(s).into_owned();
+    let body = match &event.kind {
+        EventKind::Listening {
+            addr,
+            protocol,
+            dir,
+        } => {
+            format!(
+                "listening on {addr} ({protocol}); received files go to {}",
+                safe(dir)
+            )
+        }
+        EventKind::Connected {
+            conn,
+            device,
+            peer,
+            protocol,
+        } => format!(
+            "+ {} connected from {peer} ({protocol}, #{conn})",
+            safe(device)
+        ),
+        EventKind::Text {
+            device,
+            direction: Direction::In,
+            text,
+            ..
+        } => format!("{}: {}", safe(device), safe(text)),
+        EventKind::Text {
+            device,
+            direction: Direction::Out,
+            text,
+            ..
+        } => format!("-> {}: {}", safe(device), safe(text)),
+        EventKind::FileStarted {
+            device, name, size, ..
+        } => {
+            let size = size.map_or_else(|| "size unknown".to_string(), |s| format_size(s, BINARY));
+            format!("{} is sending {} ({size})", safe(device), safe(name))
+        }
+        EventKind::FileProgress {
+            device,
+            name,
+            bytes,
+            ..
+        } => {
+            format!(
+                "{} ... {} of {} received",
+                safe(device),
+                format_size(*bytes, BINARY),
+                safe(name)
+            )
+        }
+        EventKind::FileSaved {
+            device,
+            name,
+            path,
+            size,
+            crc32,
+            seconds,
+            ended_by_close,
+            ..
+        } => {
+            let how = if *ended_by_close {
+                ", ended by close"
+            } else {
+                ""
+            };
+            format!(
+                "{} saved {} ({}, crc32 {crc32:08x}, {seconds:.2} s{how}) in {}",
+                safe(device),
+                safe(name),
+                format_size(*size, BINARY),
+                safe(path)
+            )
+        }
+        EventKind::FileFailed {
+            device,
+            name,
+            reason,
+            ..
+        } => {
+            let name = if name.is_empty() {
+                "a file".to_string()
+            } else {
+                safe(name)
+            };
+            format!("{} FAILED to send {name}: {}", safe(device), safe(reason))
+        }
+        EventKind::Disconnected { device, reason, .. } => {
+            format!("- {} disconnected ({})", safe(device), safe(reason))
+        }
+        EventKind::Error { message } => format!("error: {}", safe(message)),
+        EventKind::Reply { ok: true, text, .. } => safe_multiline(text),
+        EventKind::Reply {
+            ok: false, text, ..
+        } => format!("! {}", safe(text)),
+        EventKind::Stopped { reason } => format!("stopped ({})", safe(reason)),
+    };
+    format!("{ts} {body}")
+}
+
+/// Replies such as /list and /help span lines; each line is escaped on its own.
+fn safe_multiline(text: &str) -> String {
+    text.split('\n')
+        .map(|l| for_terminal(l).into_owned())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_lines_never_carry_device_control_characters() {
+        let hostile = "\u{1b}]0;owned\u{7}\u{1b}[2Jhi\r\n";
+        let events = [
+            EventKind::Text {
+                conn: 1,
+                device: "cam".into(),
+                direction: Direction::In,
+                text: hostile.into(),
+            },
+            EventKind::FileFailed {
+                conn: 1,
+                device: "cam".into(),
+                name: hostile.into(),
+                reason: hostile.into(),
+                part: None,
+            },
+            EventKind::Error {
+                message: hostile.into(),
+            },
+        ];
+        for kind in events {
+            let line = human(&Event::now(kind));
+            assert!(!line.chars().any(|c| c.is_control()), "{line:?}");
+            assert!(line.contains("\\x1b"));
+        }
+    }
+
+    #[test]
+    fn json_keeps_the_exact_text_and_names() {
+        let line = json(&Event::now(EventKind::Text {
+            conn: 7,
+            device: "cam".into(),
+            direction: Direction::Out,
+            text: "a\u{1b}b".into(),
+        }));
+        let v: serde_json::Value = serde_json::from_str(&line).expect("valid json");
+        assert_eq!(v["event"], "text");
+        assert_eq!(v["direction"], "out");
+        assert_eq!(v["text"], "a\u{1b}b");
+        assert_eq!(v["conn"], 7);
+        let ts = v["ts"].as_str().expect("ts");
+        assert!(chrono::DateTime::parse_from_rfc3339(ts).is_ok(), "{ts}");
+    }
+}

@@ -1,0 +1,162 @@
+//! Text lines (LF or CRLF), with a hard cap on line length.
+
+use bytes::{Bytes, BytesMut};
+
+/// Splits a byte stream into lines. A line longer than `max_line` is cut into
+/// pieces of `max_line` bytes, so the buffer never grows past `max_line`.
+#[derive(Debug)]
+pub struct LineDecoder {
+    buf: BytesMut,
+    max_line: usize,
+    /// The last partial line handed out by [`LineDecoder::take_partial`] ended in
+    /// CR: an LF arriving next completes that CRLF and is not an empty line.
+    skip_lf: bool,
+}
+
+impl LineDecoder {
+    pub fn new(max_line: usize) -> Self {
+        Self {
+            buf: BytesMut::new(),
+            max_line: max_line.max(1),
+            skip_lf: false,
+        }
+    }
+
+    /// Feeds one read; complete lines (without their terminator) go to `out`.
+    pub fn push(&mut self, mut data: &[u8], out: &mut Vec<Bytes>) {
+        if self.skip_lf {
+            self.skip_lf = false;
+            if data.first() == Some(&b'\n') {
+                data = &data[1..];
+            }
+        }
+        while !data.is_empty() {
+            let room = self.max_line - self.buf.len();
+            let window = &data[..data.len().min(room)];
+            match window.iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    self.buf.extend_from_slice(&window[..i]);
+                    data = &data[i + 1..];
+                    let mut line = self.buf.split();
+                    if line.last() == Some(&b'\r') {
+                        line.truncate(line.len() - 1);
+                    }
+                    out.push(line.freeze());
+                }
+                None => {
+                    self.buf.extend_from_slice(window);
+                    data = &data[window.len()..];
+                    if self.buf.len() == self.max_line {
+                        out.push(self.buf.split().freeze());
+                    }
+                }
+            }
+        }
+        if self.buf.is_empty() && self.buf.capacity() > 4096 {
+            // An idle connection should not keep a large buffer alive.
+            self.buf = BytesMut::new();
+        }
+    }
+
+    pub fn has_partial(&self) -> bool {
+        !self.buf.is_empty()
+    }
+
+    /// Hands out the unterminated rest (shown after an idle time, or at close).
+    pub fn take_partial(&mut self) -> Option<Bytes> {
+        if self.buf.is_empty() {
+            return None;
+        }
+        let mut line = self.buf.split();
+        if line.last() == Some(&b'\r') {
+            line.truncate(line.len() - 1);
+            self.skip_lf = true;
+        }
+        Some(line.freeze())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn decode_in_pieces(stream: &[u8], cuts: &[usize], max: usize) -> Vec<Vec<u8>> {
+        let mut dec = LineDecoder::new(max);
+        let mut out = Vec::new();
+        let mut start = 0;
+        for &cut in cuts.iter().chain(std::iter::once(&stream.len())) {
+            let cut = cut.clamp(start, stream.len());
+            dec.push(&stream[start..cut], &mut out);
+            start = cut;
+        }
+        out.extend(dec.take_partial());
+        out.into_iter().map(|b| b.to_vec()).collect()
+    }
+
+    #[test]
+    fn lf_and_crlf_lines_in_every_split() {
+        let stream = b"OK\r\nready\nWIFI GOT IP\r\n\r\nlast";
+        let want: Vec<Vec<u8>> = vec![
+            b"OK".to_vec(),
+            b"ready".to_vec(),
+            b"WIFI GOT IP".to_vec(),
+            b"".to_vec(),
+            b"last".to_vec(),
+        ];
+        for a in 0..=stream.len() {
+            for b in a..=stream.len() {
+                assert_eq!(
+                    decode_in_pieces(stream, &[a, b], 1024),
+                    want,
+                    "cuts {a} {b}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn overlong_lines_are_cut_into_pieces() {
+        let got = decode_in_pieces(b"abcdefghij\nxy\n", &[3, 7], 4);
+        let want: Vec<&[u8]> = vec![b"abcd", b"efgh", b"ij", b"xy"];
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn partial_line_then_crlf_completion_makes_no_empty_line() {
+        let mut dec = LineDecoder::new(64);
+        let mut out = Vec::new();
+        dec.push(b"prompt>\r", &mut out);
+        assert!(out.is_empty());
+        assert_eq!(dec.take_partial().as_deref(), Some(&b"prompt>"[..]));
+        dec.push(b"\nnext\n", &mut out);
+        assert_eq!(out, vec![Bytes::from_static(b"next")]);
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_input_never_panics_and_stays_bounded(
+            chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..200), 0..20),
+            max in 1usize..50,
+        ) {
+            let mut dec = LineDecoder::new(max);
+            let mut out = Vec::new();
+            let mut total_in = 0;
+            for c in &chunks {
+                dec.push(c, &mut out);
+                total_in += c.len();
+                prop_assert!(dec.buf.len() < max);
+            }
+            out.extend(dec.take_partial());
+            for line in &out {
+                prop_assert!(line.len() <= max);
+            }
+            // Nothing is lost: every byte is in a line or was a terminator.
+            let kept: usize = out.iter().map(|l| l.len()).sum();
+            prop_assert!(kept <= total_in);
+            let newlines = chunks.iter().flatten().filter(|&&b| b == b'\n').count();
+            let crs = chunks.iter().flatten().filter(|&&b| b == b'\r').count();
+            prop_assert!(kept + newlines + crs >= total_in);
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! Pure protocol codecs: bytes in, messages out. No sockets, files or clocks here,
+//! so every codec can be tested byte by byte and fuzzed.
+
+pub mod cf;
+pub mod frames;
+pub mod lines;
+pub mod sniff;
+
+use std::fmt;
+
+/// The protocol a listener speaks, as written in `--listen PROTO://HOST:PORT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ListenProtocol {
+    /// Decide per connection: the device speaks first (lines), or stays silent and
+    /// gets the cf greeting. A first byte 0xA5 is reserved for the native frames.
+    Auto,
+    Cf,
+    Lines,
+}
+
+impl ListenProtocol {
+    pub const NAMES: &'static [&'static str] = &["auto", "cf", "lines"];
+
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "auto" => Some(Self::Auto),
+            "cf" => Some(Self::Cf),
+            "lines" => Some(Self::Lines),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Cf => "cf",
+            Self::Lines => "lines",
+        }
+    }
+}
+
+impl fmt::Display for ListenProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The first byte of a native frame (`A5 5A`): reserved in auto detection.
+pub const FRAME_MAGIC_FIRST: u8 = 0xA5;
+
+/// What an auto listener decides from the first bytes a device sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detected {
+    Lines,
+    /// Native frames (0xA5 first). Until the frame protocol lands this is reported
+    /// and the connection is treated as lines.
+    Frames,
+}
+
+/// Auto detection when the device spoke first.
+pub fn detect_first_bytes(first: &[u8]) -> Detected {
+    match first.first() {
+        Some(&FRAME_MAGIC_FIRST) => Detected::Frames,
+        _ => Detected::Lines,
+    }
+}
+
+/// How operator commands are terminated on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineEnding {
+    None,
+    Lf,
+    CrLf,
+}
+
+impl LineEnding {
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "none" => Some(Self::None),
+            "lf" => Some(Self::Lf),
+            "crlf" => Some(Self::CrLf),
+            _ => None,
+        }
+    }
+
+    pub fn bytes(self) -> &'static [u8] {
+        match self {
+            Self::None => b"",
+            Self::Lf => b"\n",
+            Self::CrLf => b"\r\n",
+        }
+    }
+}
