@@ -64,6 +64,15 @@ pub struct Cli {
     /// Do not append each device's conversation to DIR/DEVICE/conversation.log.
     #[arg(long)]
     pub no_log: bool,
+
+    /// Native-frame devices must send this token in HELLO. Auto listeners then refuse
+    /// cf and lines devices (they cannot authenticate); name them with cf:// or lines://.
+    #[arg(long, value_name = "SECRET")]
+    pub token: Option<String>,
+
+    /// Largest native frame payload accepted, e.g. 1MiB [default: 1MiB].
+    #[arg(long, value_name = "BYTES", value_parser = parse_size_arg)]
+    pub max_frame: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

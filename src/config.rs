@@ -17,6 +17,7 @@ pub const DEFAULT_MAX_LINE: u64 = 64 * 1024;
 pub const DEFAULT_MAX_FILE_SIZE: u64 = 4 * 1024 * 1024 * 1024;
 pub const DEFAULT_GREETING: &str = "hello client";
 pub const DEFAULT_AUTO_DELAY: Duration = Duration::from_millis(300);
+pub const DEFAULT_MAX_FRAME: u64 = crate::protocol::frames::DEFAULT_MAX_FRAME as u64;
 
 /// A setting the user got wrong, said as a sentence that tells what to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +76,9 @@ pub struct Settings {
     pub auto_delay: Duration,
     pub log_conversations: bool,
     pub aliases: HashMap<IpAddr, String>,
+    /// Native-frame devices must present this in HELLO.
+    pub token: Option<String>,
+    pub max_frame: usize,
 }
 
 impl Settings {
@@ -94,6 +98,8 @@ impl Settings {
             auto_delay: DEFAULT_AUTO_DELAY,
             log_conversations: true,
             aliases: HashMap::new(),
+            token: None,
+            max_frame: DEFAULT_MAX_FRAME as usize,
         }
     }
 
@@ -138,6 +144,21 @@ impl Settings {
                 "max_line must be between 1 byte and 16MiB".into(),
             ));
         }
+        let max_frame = cli
+            .max_frame
+            .or(file.max_frame)
+            .unwrap_or(DEFAULT_MAX_FRAME);
+        if !(64..=64 * 1024 * 1024).contains(&max_frame) {
+            return Err(ConfigError(
+                "max_frame must be between 64 bytes and 64MiB".into(),
+            ));
+        }
+        let token = cli.token.clone().or(file.token);
+        if token.as_deref() == Some("") {
+            return Err(ConfigError(
+                "the token is empty; give a secret with --token SECRET".into(),
+            ));
+        }
         let line_ending = match cli.line_ending {
             Some(LineEndingArg::None) => Some(LineEnding::None),
             Some(LineEndingArg::Lf) => Some(LineEnding::Lf),
@@ -165,6 +186,8 @@ impl Settings {
                 .map_or(DEFAULT_AUTO_DELAY, Duration::from_millis),
             log_conversations: !cli.no_log && file.log_conversations.unwrap_or(true),
             aliases: file.aliases,
+            token,
+            max_frame: max_frame as usize,
         })
     }
 }
@@ -192,6 +215,8 @@ struct FileConfig {
     auto_delay_ms: Option<u64>,
     log_conversations: Option<bool>,
     aliases: HashMap<IpAddr, String>,
+    token: Option<String>,
+    max_frame: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -224,6 +249,8 @@ struct RawFileConfig {
     log_conversations: Option<bool>,
     #[serde(default)]
     aliases: HashMap<String, String>,
+    token: Option<String>,
+    max_frame: Option<SizeValue>,
 }
 
 impl FileConfig {
@@ -281,6 +308,8 @@ impl FileConfig {
             auto_delay_ms: raw.auto_delay_ms,
             log_conversations: raw.log_conversations,
             aliases,
+            token: raw.token,
+            max_frame: size("max_frame", raw.max_frame)?,
         })
     }
 }

@@ -55,6 +55,8 @@ pub(crate) struct Shared {
     pub journal: Journal,
     registry: Mutex<Registry>,
     pub cancel: CancellationToken,
+    /// `.part` files a live transfer is writing: a resume never takes one of these.
+    pub active_parts: Mutex<std::collections::HashSet<std::path::PathBuf>>,
 }
 
 impl Shared {
@@ -68,6 +70,17 @@ impl Shared {
         self.registry
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Claims a `.part` path for one transfer; false if another holds it.
+    pub fn claim_part(&self, path: &Path) -> bool {
+        let mut parts = self.active_parts.lock().unwrap_or_else(|p| p.into_inner());
+        parts.insert(path.to_path_buf())
+    }
+
+    pub fn release_part(&self, path: &Path) {
+        let mut parts = self.active_parts.lock().unwrap_or_else(|p| p.into_inner());
+        parts.remove(path);
     }
 }
 
@@ -129,6 +142,7 @@ impl Engine {
             journal,
             registry: Mutex::new(Registry::default()),
             cancel: CancellationToken::new(),
+            active_parts: Mutex::default(),
         });
         let listeners = self.listeners;
         let task = tokio::spawn(async move {

@@ -97,6 +97,15 @@ impl Registry {
             .unwrap_or_else(|| base.to_string())
     }
 
+    /// Renames a connection to what the device calls itself (`#2`... if live already).
+    pub fn rename(&mut self, conn: ConnId, base: &str) -> Option<String> {
+        let mut device = self.devices.remove(&conn)?;
+        device.name = self.free_name(base);
+        let name = device.name.clone();
+        self.devices.insert(conn, device);
+        Some(name)
+    }
+
     pub fn announce(&mut self, conn: ConnId, protocol: &'static str) {
         if let Some(d) = self.devices.get_mut(&conn) {
             d.protocol = protocol;

@@ -2,6 +2,8 @@
 //! turns the codec's messages into events, files and conversation lines, and sends
 //! the operator's commands to it.
 
+mod frames;
+
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,7 +21,7 @@ use super::event::{ConnId, Direction, EventKind};
 use super::journal::ReceivedRecord;
 use super::names::sanitize;
 use super::registry::{SessionCommand, Stats};
-use super::sink::{PartFile, place};
+use super::sink::{Finished, PartFile, place};
 use super::{Event, Shared};
 use crate::protocol::cf::{CfDecoder, CfMessage};
 use crate::protocol::lines::LineDecoder;
@@ -114,6 +116,7 @@ enum Mode {
     Undecided,
     Lines(LineDecoder),
     Cf(CfDecoder),
+    Frames(Box<frames::FramesState>),
 }
 
 /// Why a session ended.
@@ -122,12 +125,18 @@ enum End {
     Kicked,
     Stopped,
     Failed(String),
+    /// A native-frame device said BYE.
+    Goodbye(String),
 }
 
 impl End {
     fn reason(&self) -> String {
         match self {
             End::DeviceClosed => "closed by the device".into(),
+            End::Goodbye(why) if why.is_empty() => "the device said goodbye".into(),
+            End::Goodbye(why) => {
+                format!("the device said goodbye: {}", from_device(why.as_bytes()))
+            }
             End::Kicked => "disconnected by the operator".into(),
             End::Stopped => "the console stopped".into(),
             End::Failed(why) => why.clone(),
@@ -154,7 +163,23 @@ struct Transfer {
     name: String,
     started: Instant,
     last_progress: Instant,
+    /// First and last bytes, for judging a cf file that ends with the connection.
     observed: HeadTail,
+    /// Announced size (native frames), for progress and the end check.
+    size: Option<u64>,
+}
+
+impl Transfer {
+    fn new(part: PartFile, name: String, size: Option<u64>, started: Instant) -> Self {
+        Self {
+            part,
+            name,
+            started,
+            last_progress: Instant::now(),
+            observed: HeadTail::default(),
+            size,
+        }
+    }
 }
 
 struct Session {
@@ -179,6 +204,10 @@ impl Session {
     async fn serve(&mut self, listen: ListenProtocol) -> End {
         let mut auto_deadline = None;
         let started = match listen {
+            ListenProtocol::Frames => {
+                self.start_frames();
+                Ok(())
+            }
             ListenProtocol::Auto => {
                 auto_deadline = Some(Instant::now() + self.shared.settings.auto_delay);
                 Ok(())
@@ -212,9 +241,9 @@ impl Session {
                     }
                     match self.read_once() {
                         Ok(None) => {}
-                        Ok(Some(data)) if data.is_empty() => return End::DeviceClosed,
-                        Ok(Some(data)) => {
-                            if let Err(end) = self.on_data(data).await {
+                        Ok(Some(0)) => return End::DeviceClosed,
+                        Ok(Some(_)) => {
+                            if let Err(end) = self.on_readable().await {
                                 return end;
                             }
                         }
@@ -223,10 +252,13 @@ impl Session {
                 }
                 _ = sleep_until(auto_deadline.unwrap_or(far)), if auto_deadline.is_some() => {
                     auto_deadline = None;
-                    if matches!(self.mode, Mode::Undecided)
-                        && let Err(end) = self.start_cf(true).await
-                    {
-                        return end;
+                    if matches!(self.mode, Mode::Undecided) {
+                        if self.shared.settings.token.is_some() {
+                            return self.refuse_unauthenticated("cf").await;
+                        }
+                        if let Err(end) = self.start_cf(true).await {
+                            return end;
+                        }
                     }
                 }
                 _ = sleep_until(partial_deadline.unwrap_or(far)), if partial_deadline.is_some() => {
@@ -236,46 +268,43 @@ impl Session {
         }
     }
 
-    /// One non-blocking read. `Ok(None)`: spurious wake-up; an empty chunk: closed.
-    fn read_once(&mut self) -> io::Result<Option<Bytes>> {
-        let want = if matches!(self.cf_file, CfFile::None) {
-            READ_SMALL
-        } else {
-            READ_LARGE
-        };
-        self.buf.reserve(want);
+    /// One non-blocking read into the session's buffer. `Ok(None)`: a spurious
+    /// wake-up; `Ok(Some(0))`: the device closed.
+    fn read_once(&mut self) -> io::Result<Option<usize>> {
+        let busy = !matches!(self.cf_file, CfFile::None)
+            || matches!(&self.mode, Mode::Frames(f) if f.receiving());
+        self.buf.reserve(if busy { READ_LARGE } else { READ_SMALL });
         match self.stream.try_read_buf(&mut self.buf) {
-            Ok(0) => Ok(Some(Bytes::new())),
             Ok(n) => {
                 self.stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
-                let data = self.buf.split().freeze();
-                if matches!(self.cf_file, CfFile::None) {
-                    // Idle devices keep no read buffer: 10,000 of them must fit in little memory.
-                    self.buf = BytesMut::new();
-                }
-                Ok(Some(data))
+                Ok(Some(n))
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
             Err(e) => Err(e),
         }
     }
 
-    async fn on_data(&mut self, data: Bytes) -> Result<(), End> {
+    /// Runs what was read through the protocol; the first bytes pick it for auto.
+    async fn on_readable(&mut self) -> Result<(), End> {
         if matches!(self.mode, Mode::Undecided) {
-            if detect_first_bytes(&data) == Detected::Frames {
-                self.shared
-                    .emit(EventKind::Error {
-                        message: format!(
-                            "{} began with byte 0xA5, reserved for benchlink's native frame protocol, which this version does not speak yet; treating it as text lines",
-                            self.device
-                        ),
-                    })
-                    .await;
+            match detect_first_bytes(&self.buf) {
+                Detected::Frames => self.start_frames(),
+                Detected::Lines if self.shared.settings.token.is_some() => {
+                    return Err(self.refuse_unauthenticated("lines").await);
+                }
+                Detected::Lines => self.start_lines().await,
             }
-            self.start_lines().await;
+        }
+        if matches!(self.mode, Mode::Frames(_)) {
+            return self.on_frames().await;
+        }
+        let data = self.buf.split().freeze();
+        if matches!(self.cf_file, CfFile::None) {
+            // Idle devices keep no read buffer: 10,000 of them must fit in little memory.
+            self.buf = BytesMut::new();
         }
         match &mut self.mode {
-            Mode::Undecided => Ok(()),
+            Mode::Undecided | Mode::Frames(_) => Ok(()),
             Mode::Lines(decoder) => {
                 let mut lines = Vec::new();
                 decoder.push(&data, &mut lines);
@@ -294,6 +323,21 @@ impl Session {
                 Ok(())
             }
         }
+    }
+
+    /// With `--token`, an auto listener only takes native-frame devices.
+    async fn refuse_unauthenticated(&mut self, protocol: &str) -> End {
+        let message = format!(
+            "refused {} ({protocol}): this console requires a token (--token), which only native-frame devices can present; list cf or lines devices on their own listener (--listen cf://HOST:PORT)",
+            self.peer
+        );
+        let _ = self
+            .write_to_device(
+                b"benchlink: this console requires the native frame protocol with a token\r\n",
+            )
+            .await;
+        self.shared.emit(EventKind::Error { message }).await;
+        End::Failed("refused: no token".into())
     }
 
     async fn on_cf(&mut self, message: CfMessage) {
@@ -362,13 +406,7 @@ impl Session {
                 size: None,
             })
             .await;
-        self.cf_file = CfFile::Active(Transfer {
-            part,
-            name,
-            started,
-            last_progress: Instant::now(),
-            observed: HeadTail::default(),
-        });
+        self.cf_file = CfFile::Active(Transfer::new(part, name, None, started));
         for c in chunks {
             self.write_file(c).await;
         }
@@ -397,15 +435,18 @@ impl Session {
             self.disk_failure(&name, &e).await;
             return;
         }
-        if t.last_progress.elapsed() >= PROGRESS_EVERY {
-            t.last_progress = Instant::now();
-            let event = EventKind::FileProgress {
-                conn: self.conn,
-                device: self.device.clone(),
-                name: t.name.clone(),
-                bytes: t.part.len(),
-            };
+        if let Some(due) = progress_due(t) {
+            let event = self.progress_event(due);
             self.shared.emit(event).await;
+        }
+    }
+
+    fn progress_event(&self, (name, bytes): (String, u64)) -> EventKind {
+        EventKind::FileProgress {
+            conn: self.conn,
+            device: self.device.clone(),
+            name,
+            bytes,
         }
     }
 
@@ -455,27 +496,46 @@ impl Session {
     }
 
     async fn save(&mut self, t: Transfer, ended_by_close: bool) {
-        let finished = match t.part.finish().await {
-            Ok(f) => f,
-            Err(e) => return self.disk_failure(&t.name, &e).await,
-        };
-        let path = match place(finished.part_path, self.folder.clone(), t.name.clone()).await {
+        let started = t.started;
+        let name = t.name.clone();
+        match t.part.finish().await {
+            Ok(finished) => {
+                self.record_saved(&name, started, finished, ended_by_close)
+                    .await;
+            }
+            Err(e) => self.disk_failure(&name, &e).await,
+        }
+    }
+
+    /// Gives a finished file its final name, records it in received.jsonl and emits
+    /// `file_saved`. Returns the final path.
+    async fn record_saved(
+        &mut self,
+        name: &str,
+        started: Instant,
+        finished: Finished,
+        ended_by_close: bool,
+    ) -> Option<PathBuf> {
+        let path = match place(finished.part_path, self.folder.clone(), name.to_string()).await {
             Ok(p) => p,
-            Err(e) => return self.disk_failure(&t.name, &e).await,
+            Err(e) => {
+                self.disk_failure(name, &e).await;
+                return None;
+            }
         };
-        let seconds = t.started.elapsed().as_secs_f64();
-        let name = path
+        let seconds = started.elapsed().as_secs_f64();
+        let saved_name = path
             .file_name()
-            .map_or_else(|| t.name.clone(), |n| n.to_string_lossy().into_owned());
-        let path = path.display().to_string();
+            .map_or_else(|| name.to_string(), |n| n.to_string_lossy().into_owned());
+        let shown = path.display().to_string();
         self.shared
             .journal
             .saved(ReceivedRecord {
                 time: chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, false),
                 device: self.device.clone(),
                 peer: self.peer.to_string(),
-                name: name.clone(),
-                path: path.clone(),
+                name: saved_name.clone(),
+                path: shown.clone(),
                 size: finished.size,
                 crc32: finished.crc32,
                 seconds,
@@ -486,14 +546,15 @@ impl Session {
             .emit(EventKind::FileSaved {
                 conn: self.conn,
                 device: self.device.clone(),
-                name,
-                path,
+                name: saved_name,
+                path: shown,
                 size: finished.size,
                 crc32: finished.crc32,
                 seconds,
                 ended_by_close,
             })
             .await;
+        Some(path)
     }
 
     async fn keep_failed(&mut self, t: Transfer, reason: String) {
@@ -561,6 +622,12 @@ impl Session {
     }
 
     async fn send_command(&mut self, text: &str) -> Result<(), End> {
+        if matches!(self.mode, Mode::Frames(_)) {
+            self.send_message(&crate::protocol::frames::Message::Text(text.to_string()))
+                .await?;
+            self.text(Direction::Out, text.to_string()).await;
+            return Ok(());
+        }
         let ending = self.shared.settings.line_ending.unwrap_or(match self.mode {
             Mode::Cf(_) => LineEnding::None,
             _ => LineEnding::CrLf,
@@ -629,6 +696,7 @@ impl Session {
     async fn close(&mut self, end: End) {
         self.flush_partial_line().await;
         self.finish_cf_file(&end).await;
+        self.keep_frame_transfers(&end).await;
         self.shared.journal.forget(&self.device).await;
         if self.announced {
             self.shared
@@ -640,4 +708,13 @@ impl Session {
                 .await;
         }
     }
+}
+
+/// `(name, bytes)` for a `file_progress` event, if one is due (a few per second at most).
+fn progress_due(t: &mut Transfer) -> Option<(String, u64)> {
+    if t.last_progress.elapsed() < PROGRESS_EVERY {
+        return None;
+    }
+    t.last_progress = Instant::now();
+    Some((t.name.clone(), t.part.len()))
 }

@@ -70,6 +70,36 @@ impl PartFile {
         })
     }
 
+    /// Reopens an interrupted `.part` to append to it, with the CRC-32 of what it
+    /// already holds, so a resumed file is checked end to end like any other.
+    pub async fn resume(part_path: PathBuf) -> io::Result<Self> {
+        let path = part_path.clone();
+        let (file, hasher, held) = blocking(move || {
+            let mut file = OpenOptions::new().read(true).append(true).open(&path)?;
+            let mut hasher = crc32fast::Hasher::new();
+            let mut buf = vec![0u8; FLUSH_AT];
+            let mut held = 0u64;
+            loop {
+                let n = io::Read::read(&mut file, &mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+                held += n as u64;
+            }
+            Ok((file, hasher, held))
+        })
+        .await?;
+        Ok(Self {
+            part_path,
+            idle: Some(Writer { file, hasher }),
+            in_flight: None,
+            batch: Vec::new(),
+            batch_len: 0,
+            accepted: held,
+        })
+    }
+
     pub fn part_path(&self) -> &Path {
         &self.part_path
     }
@@ -150,6 +180,11 @@ impl PartFile {
         blocking(move || writer.file.sync_data()).await?;
         Ok(path)
     }
+}
+
+/// Deletes a `.part` that must not be kept (its content failed its check).
+pub async fn discard(part: PathBuf) -> io::Result<()> {
+    blocking(move || fs::remove_file(part)).await
 }
 
 /// Moves a finished `.part` to `<folder>/<name>`, or `<name> (1)`, `(2)`... if taken.

@@ -11,21 +11,23 @@ use std::fmt;
 /// The protocol a listener speaks, as written in `--listen PROTO://HOST:PORT`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ListenProtocol {
-    /// Decide per connection: the device speaks first (lines), or stays silent and
-    /// gets the cf greeting. A first byte 0xA5 is reserved for the native frames.
+    /// Decide per connection: a first byte 0xA5 means native frames, any other first
+    /// byte means lines, and a device that stays silent gets the cf greeting.
     Auto,
     Cf,
     Lines,
+    Frames,
 }
 
 impl ListenProtocol {
-    pub const NAMES: &'static [&'static str] = &["auto", "cf", "lines"];
+    pub const NAMES: &'static [&'static str] = &["auto", "cf", "lines", "frames"];
 
     pub fn parse(name: &str) -> Option<Self> {
         match name.to_ascii_lowercase().as_str() {
             "auto" => Some(Self::Auto),
             "cf" => Some(Self::Cf),
             "lines" => Some(Self::Lines),
+            "frames" => Some(Self::Frames),
             _ => None,
         }
     }
@@ -35,6 +37,7 @@ impl ListenProtocol {
             Self::Auto => "auto",
             Self::Cf => "cf",
             Self::Lines => "lines",
+            Self::Frames => "frames",
         }
     }
 }
@@ -52,8 +55,7 @@ pub const FRAME_MAGIC_FIRST: u8 = 0xA5;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Detected {
     Lines,
-    /// Native frames (0xA5 first). Until the frame protocol lands this is reported
-    /// and the connection is treated as lines.
+    /// Native frames (0xA5 first).
     Frames,
 }
 

@@ -1,0 +1,564 @@
+//! The native frame protocol on a session: HELLO/WELCOME, texts, and named,
+//! CRC-checked, resumable files (several at once, told apart by file_id).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use bytes::BytesMut;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use super::{End, Mode, Session, Transfer, progress_due};
+use crate::engine::event::{Direction, EventKind};
+use crate::engine::names::{numbered, sanitize};
+use crate::engine::sink::{PartFile, discard};
+use crate::protocol::frames::{
+    AckStatus, Decoded, ERR_AUTH, ERR_OVERSIZE, ERR_PROTOCOL, FrameDecoder, Message, kind_name,
+};
+
+/// How many numbered `.part` files a resume looks through for a match.
+const RESUME_CANDIDATES: u32 = 16;
+
+pub(crate) struct FramesState {
+    decoder: FrameDecoder,
+    /// HELLO seen, or the first other frame (then the peer-IP name stays).
+    identified: bool,
+    transfers: HashMap<u32, FrameFile>,
+    /// Frames dropped because their payload CRC failed.
+    bad_frames: u64,
+}
+
+impl FramesState {
+    pub(crate) fn receiving(&self) -> bool {
+        self.transfers
+            .values()
+            .any(|f| matches!(f, FrameFile::Active { .. }))
+    }
+}
+
+// A connection holds a handful of these at most: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
+enum FrameFile {
+    Active {
+        transfer: Transfer,
+        /// The `.part`'s sidecar, which lets a later connection resume it.
+        meta: PathBuf,
+        /// The expected offset already answered with FILE_ACK RESUME: once per gap.
+        gap_reported: Option<u64>,
+    },
+    /// Refused or failed: its data is dropped until FILE_END.
+    Refused,
+}
+
+/// Sidecar of a `.part` (`.<part name>.meta`): what a resume must match.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct PartMeta {
+    device: String,
+    name: String,
+    size: Option<u64>,
+}
+
+fn meta_path(part: &Path) -> PathBuf {
+    let file = part
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    part.with_file_name(format!(".{file}.meta"))
+}
+
+impl Session {
+    pub(super) fn start_frames(&mut self) {
+        self.mode = Mode::Frames(Box::new(FramesState {
+            decoder: FrameDecoder::new(self.shared.settings.max_frame),
+            identified: false,
+            transfers: HashMap::new(),
+            bad_frames: 0,
+        }));
+    }
+
+    pub(super) async fn send_message(&mut self, message: &Message) -> Result<(), End> {
+        let mut out = BytesMut::new();
+        message.encode(&mut out);
+        self.write_to_device(&out).await
+    }
+
+    async fn ack(
+        &mut self,
+        file_id: u32,
+        status: AckStatus,
+        value: u64,
+        detail: String,
+    ) -> Result<(), End> {
+        self.send_message(&Message::FileAck {
+            file_id,
+            status,
+            value,
+            detail,
+        })
+        .await
+    }
+
+    /// Decodes every whole frame in the buffer. Payloads are split off the buffer
+    /// without copying, so file data goes to disk as it arrived.
+    pub(super) async fn on_frames(&mut self) -> Result<(), End> {
+        loop {
+            let Mode::Frames(state) = &mut self.mode else {
+                return Ok(());
+            };
+            let Some(decoded) = state.decoder.decode(&mut self.buf) else {
+                break;
+            };
+            match decoded {
+                Decoded::Frame(frame) => {
+                    let kind = frame.kind;
+                    match Message::from_frame(frame) {
+                        Ok(message) => self.on_message(message).await?,
+                        Err(e) => {
+                            tracing::warn!("{}: bad {} frame: {e}", self.device, kind_name(kind));
+                            self.send_message(&Message::Error {
+                                code: ERR_PROTOCOL,
+                                message: e.to_string(),
+                            })
+                            .await?;
+                        }
+                    }
+                }
+                Decoded::BadCrc { kind, len } => {
+                    state.bad_frames += 1;
+                    tracing::warn!(
+                        "{}: dropped a {} frame of {len} bytes with a bad CRC ({} so far)",
+                        self.device,
+                        kind_name(kind),
+                        state.bad_frames
+                    );
+                }
+                Decoded::Oversize { len } => {
+                    let max = state.decoder.max_frame();
+                    let message = format!("frame of {len} bytes is larger than max_frame {max}");
+                    let _ = self
+                        .send_message(&Message::Error {
+                            code: ERR_OVERSIZE,
+                            message: message.clone(),
+                        })
+                        .await;
+                    return Err(End::Failed(format!("sent a {message}; connection closed")));
+                }
+            }
+        }
+        let idle = matches!(&self.mode, Mode::Frames(s) if !s.receiving());
+        if idle && self.buf.is_empty() {
+            self.buf = BytesMut::new();
+        }
+        Ok(())
+    }
+
+    async fn on_message(&mut self, message: Message) -> Result<(), End> {
+        let Mode::Frames(state) = &mut self.mode else {
+            return Ok(());
+        };
+        if !state.identified {
+            state.identified = true;
+            return self.identify(message).await;
+        }
+        match message {
+            Message::Text(text) => {
+                for piece in text.as_bytes().chunks(self.shared.settings.max_line) {
+                    self.text(Direction::In, crate::text::from_device(piece))
+                        .await;
+                }
+            }
+            Message::FileBegin {
+                file_id,
+                size,
+                name,
+                resume,
+            } => self.file_begin(file_id, size, &name, resume).await?,
+            Message::FileData {
+                file_id,
+                offset,
+                data,
+            } => self.file_data(file_id, offset, data).await?,
+            Message::FileEnd { file_id, crc32 } => self.file_end(file_id, crc32).await?,
+            Message::Ping(payload) => self.send_message(&Message::Pong(payload)).await?,
+            Message::Bye(reason) => return Err(End::Goodbye(reason)),
+            Message::Error { code, message } => {
+                let message = format!("{} reported error {code}: {message}", self.device);
+                self.shared.emit(EventKind::Error { message }).await;
+            }
+            // Not meant for the console, or unknown: ignored, as the protocol says.
+            Message::Hello(_)
+            | Message::Welcome(_)
+            | Message::FileAck { .. }
+            | Message::Pong(_)
+            | Message::Unknown { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// The first frame: HELLO names the device (and must carry the token if one is
+    /// set); any other frame leaves the peer-IP name and is then handled as usual.
+    async fn identify(&mut self, message: Message) -> Result<(), End> {
+        let hello = match &message {
+            Message::Hello(pairs) => Some(pairs.clone()),
+            _ => None,
+        };
+        if let Some(expected) = self.shared.settings.token.clone() {
+            let given = hello
+                .as_ref()
+                .and_then(|pairs| {
+                    pairs
+                        .iter()
+                        .find(|(k, _)| k == "token")
+                        .map(|(_, v)| v.clone())
+                })
+                .unwrap_or_default();
+            if !constant_time_eq::constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+                let _ = self
+                    .send_message(&Message::Error {
+                        code: ERR_AUTH,
+                        message: "a valid token=... in HELLO is required".into(),
+                    })
+                    .await;
+                let message = format!("refused {}: missing or wrong token in HELLO", self.peer);
+                self.shared.emit(EventKind::Error { message }).await;
+                return Err(End::Failed("refused: missing or wrong token".into()));
+            }
+        }
+        if let Some(pairs) = hello {
+            if let Some((_, id)) = pairs.iter().find(|(k, _)| k == "id")
+                && !id.trim().is_empty()
+            {
+                let base = sanitize(id, "device");
+                if let Some(name) = self.shared.registry().rename(self.conn, &base) {
+                    self.folder = self.shared.settings.dir.join(&name);
+                    self.device = name;
+                }
+            }
+            self.send_message(&Message::Welcome(vec![
+                (
+                    "server".into(),
+                    format!("benchlink {}", env!("CARGO_PKG_VERSION")),
+                ),
+                (
+                    "max_frame".into(),
+                    self.shared.settings.max_frame.to_string(),
+                ),
+                ("name".into(), self.device.clone()),
+            ]))
+            .await?;
+            self.announce("frames").await;
+            return Ok(());
+        }
+        self.announce("frames").await;
+        Box::pin(self.on_message(message)).await
+    }
+
+    async fn file_begin(
+        &mut self,
+        file_id: u32,
+        size: Option<u64>,
+        raw_name: &str,
+        resume: bool,
+    ) -> Result<(), End> {
+        let name = sanitize(raw_name, &format!("file-{file_id}"));
+        self.drop_transfer(
+            file_id,
+            "replaced by a new FILE_BEGIN with the same file_id",
+        )
+        .await;
+        let limit = self.shared.settings.max_file_size;
+        if size.is_some_and(|s| s > limit) {
+            let why = format!(
+                "larger than the {} limit (--max-file-size)",
+                humansize::format_size(limit, humansize::BINARY)
+            );
+            self.refuse(file_id, &name, why).await?;
+            return Ok(());
+        }
+        let opened = match self.resumable_part(&name, size, resume).await {
+            Some(part) => Ok(part),
+            None => PartFile::create(self.folder.clone(), name.clone()).await,
+        };
+        let part = match opened {
+            Ok(part) => part,
+            Err(e) => {
+                self.disk_failure(&name, &e).await;
+                self.refuse(file_id, &name, format!("cannot store it: {e}"))
+                    .await?;
+                return Ok(());
+            }
+        };
+        self.shared.claim_part(part.part_path());
+        let meta = meta_path(part.part_path());
+        let record = PartMeta {
+            device: self.device.clone(),
+            name: name.clone(),
+            size,
+        };
+        let meta_for_write = meta.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            serde_json::to_vec(&record).map(|bytes| std::fs::write(meta_for_write, bytes))
+        })
+        .await;
+        let held = part.len();
+        self.shared
+            .emit(EventKind::FileStarted {
+                conn: self.conn,
+                device: self.device.clone(),
+                name: name.clone(),
+                size,
+            })
+            .await;
+        if let Mode::Frames(state) = &mut self.mode {
+            state.transfers.insert(
+                file_id,
+                FrameFile::Active {
+                    transfer: Transfer::new(part, name, size, Instant::now()),
+                    meta,
+                    gap_reported: None,
+                },
+            );
+        }
+        if resume {
+            self.ack(file_id, AckStatus::Resume, held, String::new())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// An interrupted `.part` of this device's file with the same name and size,
+    /// not in use by another transfer.
+    async fn resumable_part(
+        &mut self,
+        name: &str,
+        size: Option<u64>,
+        resume: bool,
+    ) -> Option<PartFile> {
+        if !resume {
+            return None;
+        }
+        let wanted = PartMeta {
+            device: self.device.clone(),
+            name: name.to_string(),
+            size,
+        };
+        for n in 0..RESUME_CANDIDATES {
+            let part = self.folder.join(format!("{}.part", numbered(name, n)));
+            let meta = meta_path(&part);
+            let matches = tokio::task::spawn_blocking(move || {
+                std::fs::read(&meta)
+                    .ok()
+                    .and_then(|bytes| serde_json::from_slice::<PartMeta>(&bytes).ok())
+            })
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|found| found == wanted);
+            if !matches || !self.shared.claim_part(&part) {
+                continue;
+            }
+            // Claimed only to test; file_begin claims it again for the transfer.
+            self.shared.release_part(&part);
+            match PartFile::resume(part.clone()).await {
+                Ok(p) if size.is_none_or(|s| p.len() <= s) => return Some(p),
+                _ => continue,
+            }
+        }
+        None
+    }
+
+    async fn refuse(&mut self, file_id: u32, name: &str, why: String) -> Result<(), End> {
+        if let Mode::Frames(state) = &mut self.mode {
+            state.transfers.insert(file_id, FrameFile::Refused);
+        }
+        self.shared
+            .emit(EventKind::FileFailed {
+                conn: self.conn,
+                device: self.device.clone(),
+                name: name.to_string(),
+                reason: format!("refused: {why}"),
+                part: None,
+            })
+            .await;
+        self.ack(file_id, AckStatus::Refused, 0, why).await
+    }
+
+    async fn file_data(
+        &mut self,
+        file_id: u32,
+        offset: u64,
+        mut data: bytes::Bytes,
+    ) -> Result<(), End> {
+        let limit = self.shared.settings.max_file_size;
+        let Mode::Frames(state) = &mut self.mode else {
+            return Ok(());
+        };
+        let Some(FrameFile::Active {
+            transfer,
+            gap_reported,
+            ..
+        }) = state.transfers.get_mut(&file_id)
+        else {
+            return Ok(()); // unknown or refused file: dropped
+        };
+        let expected = transfer.part.len();
+        if offset > expected {
+            // A frame before this one was lost (bad CRC): ask the device to rewind,
+            // once per gap, and drop data until it does (ZMODEM's ZRPOS).
+            if *gap_reported != Some(expected) {
+                *gap_reported = Some(expected);
+                return self
+                    .ack(file_id, AckStatus::Resume, expected, "gap".into())
+                    .await;
+            }
+            return Ok(());
+        }
+        let overlap = (expected - offset).min(data.len() as u64) as usize;
+        let _ = data.split_to(overlap); // bytes already held
+        if data.is_empty() {
+            return Ok(());
+        }
+        *gap_reported = None;
+        let over_size = transfer
+            .size
+            .is_some_and(|s| expected + data.len() as u64 > s);
+        if over_size || expected + data.len() as u64 > limit {
+            let why = if over_size {
+                "more data than the announced size"
+            } else {
+                "larger than --max-file-size"
+            };
+            let value = transfer.size.unwrap_or(limit);
+            self.drop_transfer(file_id, why).await;
+            if let Mode::Frames(state) = &mut self.mode {
+                state.transfers.insert(file_id, FrameFile::Refused);
+            }
+            let status = if over_size {
+                AckStatus::SizeMismatch
+            } else {
+                AckStatus::Refused
+            };
+            return self.ack(file_id, status, value, why.into()).await;
+        }
+        if let Err(e) = transfer.part.write(data).await {
+            let name = transfer.name.clone();
+            self.drop_transfer(file_id, "disk error").await;
+            self.disk_failure(&name, &e).await;
+            return self
+                .refuse(file_id, &name, format!("cannot store it: {e}"))
+                .await;
+        }
+        if let Some(event) = progress_due(transfer) {
+            let event = self.progress_event(event);
+            self.shared.emit(event).await;
+        }
+        Ok(())
+    }
+
+    async fn file_end(&mut self, file_id: u32, crc32: u32) -> Result<(), End> {
+        let Mode::Frames(state) = &mut self.mode else {
+            return Ok(());
+        };
+        let Some(FrameFile::Active { transfer, meta, .. }) = state.transfers.remove(&file_id)
+        else {
+            return Ok(()); // refused earlier and already answered
+        };
+        let part_path = transfer.part.part_path().to_path_buf();
+        self.shared.release_part(&part_path);
+        let (name, size, started) = (transfer.name.clone(), transfer.size, transfer.started);
+        let finished = match transfer.part.finish().await {
+            Ok(f) => f,
+            Err(e) => {
+                self.disk_failure(&name, &e).await;
+                return self
+                    .ack(
+                        file_id,
+                        AckStatus::Refused,
+                        0,
+                        format!("cannot store it: {e}"),
+                    )
+                    .await;
+            }
+        };
+        let mismatch = if size.is_some_and(|s| s != finished.size) {
+            Some((
+                AckStatus::SizeMismatch,
+                finished.size,
+                format!(
+                    "size mismatch: {} bytes announced, {} received",
+                    size.unwrap_or(0),
+                    finished.size
+                ),
+            ))
+        } else if finished.crc32 != crc32 {
+            Some((
+                AckStatus::CrcMismatch,
+                finished.crc32 as u64,
+                format!(
+                    "CRC mismatch: the device says {crc32:08x}, the data is {:08x}",
+                    finished.crc32
+                ),
+            ))
+        } else {
+            None
+        };
+        if let Some((status, value, reason)) = mismatch {
+            let _ = discard(finished.part_path).await;
+            let _ = discard(meta).await;
+            self.shared
+                .emit(EventKind::FileFailed {
+                    conn: self.conn,
+                    device: self.device.clone(),
+                    name,
+                    reason: reason.clone(),
+                    part: None,
+                })
+                .await;
+            return self.ack(file_id, status, value, reason).await;
+        }
+        let saved_size = finished.size;
+        match self.record_saved(&name, started, finished, false).await {
+            Some(path) => {
+                let _ = discard(meta).await;
+                let relative = path
+                    .strip_prefix(&self.shared.settings.dir)
+                    .unwrap_or(&path)
+                    .display()
+                    .to_string();
+                self.ack(file_id, AckStatus::Saved, saved_size, relative)
+                    .await
+            }
+            None => {
+                self.ack(file_id, AckStatus::Refused, 0, "cannot store it".into())
+                    .await
+            }
+        }
+    }
+
+    /// Ends a transfer that will not complete on this connection; its `.part` and
+    /// sidecar stay so the device can resume it later.
+    async fn drop_transfer(&mut self, file_id: u32, why: &str) {
+        let Mode::Frames(state) = &mut self.mode else {
+            return;
+        };
+        if let Some(FrameFile::Active { transfer, .. }) = state.transfers.remove(&file_id) {
+            self.shared.release_part(transfer.part.part_path());
+            self.keep_failed(transfer, why.to_string()).await;
+        }
+    }
+
+    /// At close: every unfinished file is kept for resume.
+    pub(super) async fn keep_frame_transfers(&mut self, end: &End) {
+        let Mode::Frames(state) = &mut self.mode else {
+            return;
+        };
+        let ids: Vec<u32> = state.transfers.keys().copied().collect();
+        let why = format!(
+            "interrupted ({}); kept so the device can resume it",
+            end.reason()
+        );
+        for id in ids {
+            self.drop_transfer(id, &why).await;
+        }
+    }
+}
