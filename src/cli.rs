@@ -15,6 +15,9 @@ devices at once (text lines, the cf protocol of the classic STM32 + ESP8266 imag
 shows what they say, saves the files they send and sends them commands."
 )]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Subcommand>,
+
     /// Run without the full-screen interface: events to stdout, commands from stdin.
     #[arg(long)]
     pub no_tui: bool,
@@ -73,6 +76,15 @@ pub struct Cli {
     /// Largest native frame payload accepted, e.g. 1MiB [default: 1MiB].
     #[arg(long, value_name = "BYTES", value_parser = parse_size_arg)]
     pub max_frame: Option<u64>,
+}
+
+/// Tools that act as a device, for trying the console without hardware.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Subcommand {
+    /// Act as a device once: send texts and files to a console, print its answers.
+    Send(crate::device::send::SendArgs),
+    /// Run a simulated camera board that answers commands and sends images.
+    Device(crate::device::simulator::DeviceArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

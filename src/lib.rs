@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod config;
 pub mod console;
+pub mod device;
 pub mod engine;
 pub mod headless;
 pub mod protocol;

@@ -3,13 +3,16 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use benchlink::cli::Cli;
+use benchlink::cli::{Cli, Subcommand};
 use benchlink::config::Settings;
 use benchlink::engine::Engine;
 use benchlink::headless::{self, Format};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(command) = cli.command.clone() {
+        return run_device_tool(command);
+    }
     let settings = match Settings::resolve(&cli) {
         Ok(s) => s,
         Err(e) => return fail(&e.to_string()),
@@ -48,4 +51,20 @@ fn main() -> ExitCode {
 fn fail(message: &str) -> ExitCode {
     eprintln!("benchlink: {message}");
     ExitCode::from(2)
+}
+
+fn run_device_tool(command: Subcommand) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("benchlink: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        match command {
+            Subcommand::Send(args) => benchlink::device::send::run(args).await,
+            Subcommand::Device(args) => benchlink::device::simulator::run(args).await,
+        }
+    })
 }

@@ -459,6 +459,25 @@ impl Session {
         let Mode::Frames(state) = &mut self.mode else {
             return Ok(());
         };
+        if let Some(FrameFile::Active {
+            transfer, gap_reported, ..
+        }) = state.transfers.get_mut(&file_id)
+        {
+            let held = transfer.part.len();
+            if transfer.size.is_some_and(|s| held < s) {
+                // Bytes are missing (the last frames were lost, or a rewind we asked
+                // for is still on its way): repair rather than fail. The device
+                // rewinds to `held` and ends the file again.
+                if *gap_reported != Some(held) {
+                    *gap_reported = Some(held);
+                    return self.ack(file_id, AckStatus::Resume, held, "missing data".into()).await;
+                }
+                return Ok(());
+            }
+        }
+        let Mode::Frames(state) = &mut self.mode else {
+            return Ok(());
+        };
         let Some(FrameFile::Active { transfer, meta, .. }) = state.transfers.remove(&file_id)
         else {
             return Ok(()); // refused earlier and already answered

@@ -1,0 +1,254 @@
+//! A device's connection to the console in the native frame protocol.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::mpsc;
+
+use crate::protocol::frames::{AckStatus, Decoded, FrameDecoder, Message, DEFAULT_MAX_FRAME};
+
+/// How long a device waits for the console to answer a HELLO or a FILE_END.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Rewinds (FILE_ACK RESUME) accepted for one file before giving up.
+const MAX_REWINDS: u32 = 1000;
+
+/// Reads frames on a task of its own and hands messages over a channel, so a
+/// device can send while the console talks.
+pub struct FrameLink {
+    writer: OwnedWriteHalf,
+    incoming: mpsc::Receiver<Message>,
+    /// Messages that arrived while a file was being sent, for the next `recv`.
+    held: VecDeque<Message>,
+    pub max_frame: usize,
+    /// The name the console gave this device (its `id`, maybe with `#2`).
+    pub name: String,
+}
+
+/// How a file transfer ended, as the console's FILE_ACK said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileOutcome {
+    Saved { size: u64, path: String },
+    Failed { status: AckStatus, value: u64, detail: String },
+}
+
+impl FrameLink {
+    /// Connects, says HELLO and waits for WELCOME.
+    pub async fn connect(addr: &str, id: &str, token: Option<&str>, info: &[(&str, &str)]) -> Result<FrameLink, String> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        let (mut reader, writer) = stream.into_split();
+        let (tx, incoming) = mpsc::channel(64);
+        tokio::spawn(async move {
+            let mut decoder = FrameDecoder::new(DEFAULT_MAX_FRAME * 64);
+            let mut buf = BytesMut::new();
+            while let Some(decoded) = next_decoded(&mut reader, &mut decoder, &mut buf).await {
+                if let Decoded::Frame(frame) = decoded
+                    && let Ok(message) = Message::from_frame(frame)
+                    && tx.send(message).await.is_err()
+                {
+                    return;
+                }
+            }
+        });
+        let mut link = FrameLink {
+            writer,
+            incoming,
+            held: VecDeque::new(),
+            max_frame: DEFAULT_MAX_FRAME,
+            name: id.to_string(),
+        };
+        let mut hello = vec![("id".to_string(), id.to_string())];
+        if let Some(token) = token {
+            hello.push(("token".into(), token.into()));
+        }
+        hello.extend(info.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        link.send(&Message::Hello(hello)).await.map_err(|e| format!("cannot send HELLO: {e}"))?;
+        loop {
+            match tokio::time::timeout(ANSWER_TIMEOUT, link.incoming.recv()).await {
+                Err(_) => return Err(format!("{addr} did not answer HELLO within {} s", ANSWER_TIMEOUT.as_secs())),
+                Ok(None) => return Err(format!("{addr} closed the connection after HELLO (wrong --token?)")),
+                Ok(Some(Message::Welcome(pairs))) => {
+                    for (k, v) in pairs {
+                        match k.as_str() {
+                            "max_frame" => link.max_frame = v.parse().unwrap_or(DEFAULT_MAX_FRAME),
+                            "name" => link.name = v,
+                            _ => {}
+                        }
+                    }
+                    return Ok(link);
+                }
+                Ok(Some(Message::Error { code, message })) => {
+                    return Err(format!("{addr} refused the device: error {code}: {message}"));
+                }
+                Ok(Some(other)) => link.held.push_back(other),
+            }
+        }
+    }
+
+    pub async fn send(&mut self, message: &Message) -> std::io::Result<()> {
+        let mut out = BytesMut::new();
+        message.encode(&mut out);
+        self.writer.write_all(&out).await
+    }
+
+    /// The next message from the console; None once it has gone.
+    pub async fn recv(&mut self) -> Option<Message> {
+        if let Some(m) = self.held.pop_front() {
+            return Some(m);
+        }
+        self.incoming.recv().await
+    }
+
+    /// Sends a file with FILE_BEGIN / FILE_DATA / FILE_END, following the console's
+    /// FILE_ACK RESUME (a resume, or a rewind to repair lost data) until it answers
+    /// SAVED or a failure.
+    pub async fn send_file(
+        &mut self,
+        file_id: u32,
+        path: &Path,
+        name: &str,
+        resume: bool,
+    ) -> Result<FileOutcome, String> {
+        let shown = path.display();
+        let mut file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| format!("cannot open {shown}: {e}"))?;
+        let size = file
+            .metadata()
+            .await
+            .map_err(|e| format!("cannot read {shown}: {e}"))?
+            .len();
+        let crc = file_crc32(path).await.map_err(|e| format!("cannot read {shown}: {e}"))?;
+        let io = |e: std::io::Error| format!("connection lost while sending {name}: {e}");
+        self.send(&Message::FileBegin {
+            file_id,
+            size: Some(size),
+            name: name.to_string(),
+            resume,
+        })
+        .await
+        .map_err(io)?;
+        let mut offset = 0u64;
+        if resume {
+            match self.wait_ack(file_id).await? {
+                Message::FileAck { status: AckStatus::Resume, value, .. } => offset = value.min(size),
+                other => return Ok(outcome_of(other)),
+            }
+        }
+        // Frame payload: file_id + offset + data within max_frame.
+        let chunk_len = (self.max_frame.saturating_sub(12)).clamp(1, 256 * 1024);
+        let mut chunk = vec![0u8; chunk_len];
+        let mut rewinds = 0;
+        loop {
+            // Answers that arrived meanwhile: a rewind, or the end of this file.
+            while let Ok(message) = self.incoming.try_recv() {
+                match message {
+                    Message::FileAck { file_id: id, status: AckStatus::Resume, value, .. } if id == file_id => {
+                        rewinds += 1;
+                        if rewinds > MAX_REWINDS {
+                            return Err(format!("{name}: the console asked to rewind {MAX_REWINDS} times; giving up"));
+                        }
+                        offset = value.min(size);
+                    }
+                    m @ Message::FileAck { file_id: id, .. } if id == file_id => return Ok(outcome_of(m)),
+                    other => self.held.push_back(other),
+                }
+            }
+            if offset < size {
+                file.seek(std::io::SeekFrom::Start(offset)).await.map_err(|e| format!("cannot read {shown}: {e}"))?;
+                let want = chunk_len.min((size - offset) as usize);
+                file.read_exact(&mut chunk[..want])
+                    .await
+                    .map_err(|e| format!("cannot read {shown}: {e}"))?;
+                self.send(&Message::FileData {
+                    file_id,
+                    offset,
+                    data: Bytes::copy_from_slice(&chunk[..want]),
+                })
+                .await
+                .map_err(io)?;
+                offset += want as u64;
+                continue;
+            }
+            self.send(&Message::FileEnd { file_id, crc32: crc }).await.map_err(io)?;
+            match self.wait_ack(file_id).await? {
+                Message::FileAck { status: AckStatus::Resume, value, .. } => {
+                    rewinds += 1;
+                    if rewinds > MAX_REWINDS {
+                        return Err(format!("{name}: the console asked to rewind {MAX_REWINDS} times; giving up"));
+                    }
+                    offset = value.min(size);
+                }
+                other => return Ok(outcome_of(other)),
+            }
+        }
+    }
+
+    /// Waits for this file's next FILE_ACK, keeping anything else for `recv`.
+    async fn wait_ack(&mut self, file_id: u32) -> Result<Message, String> {
+        loop {
+            match tokio::time::timeout(ANSWER_TIMEOUT, self.incoming.recv()).await {
+                Err(_) => return Err(format!("no answer from the console within {} s", ANSWER_TIMEOUT.as_secs())),
+                Ok(None) => return Err("the console closed the connection".into()),
+                Ok(Some(m @ Message::FileAck { file_id: id, .. })) if id == file_id => return Ok(m),
+                Ok(Some(Message::Error { code, message })) => return Err(format!("the console said error {code}: {message}")),
+                Ok(Some(other)) => self.held.push_back(other),
+            }
+        }
+    }
+}
+
+fn outcome_of(message: Message) -> FileOutcome {
+    match message {
+        Message::FileAck { status: AckStatus::Saved, value, detail, .. } => FileOutcome::Saved { size: value, path: detail },
+        Message::FileAck { status, value, detail, .. } => FileOutcome::Failed { status, value, detail },
+        other => FileOutcome::Failed {
+            status: AckStatus::Other(255),
+            value: 0,
+            detail: format!("unexpected answer: {other:?}"),
+        },
+    }
+}
+
+async fn file_crc32(path: &Path) -> std::io::Result<u32> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let mut file = std::fs::File::open(path)?;
+        let mut hasher = crc32fast::Hasher::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = std::io::Read::read(&mut file, &mut buf)?;
+            if n == 0 {
+                return Ok(hasher.finalize());
+            }
+            hasher.update(&buf[..n]);
+        }
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
+/// The next decoded frame from the console, or None once the connection is gone.
+async fn next_decoded(
+    reader: &mut tokio::net::tcp::OwnedReadHalf,
+    decoder: &mut FrameDecoder,
+    buf: &mut BytesMut,
+) -> Option<Decoded> {
+    loop {
+        if let Some(d) = decoder.decode(buf) {
+            return Some(d);
+        }
+        buf.reserve(64 * 1024);
+        match reader.read_buf(buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+}
