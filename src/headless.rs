@@ -45,9 +45,12 @@ fn spawn_printer(
             if !broken {
                 let line = match format {
                     Format::Human => human(&event),
-                    Format::Json => json(&event),
+                    Format::Json => Some(json(&event)),
                 };
-                let mut written = writeln!(out, "{line}");
+                let mut written = match line {
+                    Some(line) => writeln!(out, "{line}"),
+                    None => Ok(()),
+                };
                 if events.is_empty() {
                     written = written.and_then(|()| out.flush());
                 }
@@ -134,9 +137,11 @@ pub fn json(event: &Event) -> String {
         .unwrap_or_else(|e| format!("{{\"event\":\"error\",\"message\":\"{e}\"}}"))
 }
 
-/// One line for a person. Everything a device could influence goes through
-/// [`for_terminal`], so no escape sequence from a device reaches the terminal.
-pub fn human(event: &Event) -> String {
+/// One line for a person, or None for what the next line says anyway (the "sent"
+/// reply to plain text, which the `-> device: text` line confirms). Everything a
+/// device could influence goes through [`for_terminal`], so no escape sequence from
+/// a device reaches the terminal.
+pub fn human(event: &Event) -> Option<String> {
     let ts = event.ts.format("%H:%M:%S");
     let safe = |s: &str| for_terminal(s).into_owned();
     let body = match &event.kind {
@@ -230,13 +235,15 @@ pub fn human(event: &Event) -> String {
             format!("- {} disconnected ({})", safe(device), safe(reason))
         }
         EventKind::Error { message } => format!("error: {}", safe(message)),
+        EventKind::Reply { ok: true, command, .. } if !command.starts_with('/') => return None,
         EventKind::Reply { ok: true, text, .. } => safe_multiline(text),
         EventKind::Reply {
             ok: false, text, ..
         } => format!("! {}", safe(text)),
+        EventKind::Stats { .. } => return None,
         EventKind::Stopped { reason } => format!("stopped ({})", safe(reason)),
     };
-    format!("{ts} {body}")
+    Some(format!("{ts} {body}"))
 }
 
 /// Replies such as /list and /help span lines; each line is escaped on its own.
@@ -273,7 +280,7 @@ mod tests {
             },
         ];
         for kind in events {
-            let line = human(&Event::now(kind));
+            let line = human(&Event::now(kind)).expect("shown");
             assert!(!line.chars().any(|c| c.is_control()), "{line:?}");
             assert!(line.contains("\\x1b"));
         }

@@ -48,6 +48,13 @@ pub struct DeviceInfo {
     pub bytes_out: u64,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ConnCounters {
+    pub conn: ConnId,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum EventKind {
@@ -115,6 +122,11 @@ pub enum EventKind {
         text: String,
         #[serde(skip_serializing_if = "Option::is_none")]
         devices: Option<Vec<DeviceInfo>>,
+    },
+    /// Byte counters of every connected device, once a second while they change:
+    /// front ends derive rates from these.
+    Stats {
+        devices: Vec<ConnCounters>,
     },
     /// The engine has stopped; front ends exit after this.
     Stopped {

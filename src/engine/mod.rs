@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use event::{ConnId, DeviceInfo, Direction, Event, EventKind};
+pub use event::{ConnCounters, ConnId, DeviceInfo, Direction, Event, EventKind};
 use journal::Journal;
 use registry::{Registry, SessionCommand};
 
@@ -34,6 +34,8 @@ pub enum Command {
     Line(String),
     /// Stop (a signal, or the front end is closing).
     Shutdown(String),
+    /// Make this connection the target of plain text, quietly (the TUI's selection).
+    Select(Option<ConnId>),
 }
 
 /// Why the engine could not start, said so the user knows what to do.
@@ -99,6 +101,8 @@ pub struct EngineHandle {
 
 /// How many events may wait for a slow front end before sessions wait too.
 const EVENT_QUEUE: usize = 8192;
+/// How often byte counters are reported (only when they changed, so idle is silent).
+const STATS_EVERY: Duration = Duration::from_secs(1);
 /// How long sessions get to save what they hold when the console stops.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -270,12 +274,24 @@ impl CommandHandler {
 
     /// Returns why the engine should stop.
     async fn run(mut self, mut commands: mpsc::Receiver<Command>) -> String {
+        let mut stats_tick = tokio::time::interval(STATS_EVERY);
+        stats_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_counters = Vec::new();
         loop {
             let command = tokio::select! {
                 _ = self.shared.cancel.cancelled() => return "stopped".into(),
                 c = commands.recv() => c,
+                _ = stats_tick.tick() => {
+                    let counters = self.counters();
+                    if counters != last_counters {
+                        self.shared.emit(EventKind::Stats { devices: counters.clone() }).await;
+                        last_counters = counters;
+                    }
+                    continue;
+                }
             };
             match command {
+                Some(Command::Select(conn)) => self.target = conn,
                 Some(Command::Line(line)) => {
                     if self.line(&line).await {
                         return "the operator typed /quit".into();
@@ -285,6 +301,18 @@ impl CommandHandler {
                 None => return "the front end closed".into(),
             }
         }
+    }
+
+    fn counters(&self) -> Vec<ConnCounters> {
+        self.shared
+            .registry()
+            .live()
+            .map(|d| ConnCounters {
+                conn: d.conn,
+                bytes_in: d.stats.bytes_in.load(std::sync::atomic::Ordering::Relaxed),
+                bytes_out: d.stats.bytes_out.load(std::sync::atomic::Ordering::Relaxed),
+            })
+            .collect()
     }
 
     /// Handles one line; true when it asks to quit.
