@@ -73,6 +73,11 @@ pub struct Cli {
     #[arg(long, value_name = "SECRET")]
     pub token: Option<String>,
 
+    /// Colour theme: default, light, high-contrast, a name in the config folder's
+    /// themes/, or a path to a .toml file [default: default].
+    #[arg(long, value_name = "NAME|PATH")]
+    pub theme: Option<String>,
+
     /// Largest native frame payload accepted, e.g. 1MiB [default: 1MiB].
     #[arg(long, value_name = "BYTES", value_parser = parse_size_arg)]
     pub max_frame: Option<u64>,

@@ -79,6 +79,8 @@ pub struct Settings {
     /// Native-frame devices must present this in HELLO.
     pub token: Option<String>,
     pub max_frame: usize,
+    /// The TUI's theme, as given (`--theme` or `theme = "..."`).
+    pub theme: String,
 }
 
 impl Settings {
@@ -100,6 +102,7 @@ impl Settings {
             aliases: HashMap::new(),
             token: None,
             max_frame: DEFAULT_MAX_FRAME as usize,
+            theme: "default".into(),
         }
     }
 
@@ -188,8 +191,14 @@ impl Settings {
             aliases: file.aliases,
             token,
             max_frame: max_frame as usize,
+            theme: cli.theme.clone().or(file.theme).unwrap_or_else(|| "default".into()),
         })
     }
+}
+
+/// Where user themes live: `<config folder>/themes/NAME.toml`.
+pub fn user_themes_dir() -> Option<PathBuf> {
+    directories::ProjectDirs::from("", "", "benchlink").map(|d| d.config_dir().join("themes"))
 }
 
 pub fn default_config_path() -> Option<PathBuf> {
@@ -217,6 +226,7 @@ struct FileConfig {
     aliases: HashMap<IpAddr, String>,
     token: Option<String>,
     max_frame: Option<u64>,
+    theme: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -251,6 +261,7 @@ struct RawFileConfig {
     aliases: HashMap<String, String>,
     token: Option<String>,
     max_frame: Option<SizeValue>,
+    theme: Option<String>,
 }
 
 impl FileConfig {
@@ -310,6 +321,7 @@ impl FileConfig {
             aliases,
             token: raw.token,
             max_frame: size("max_frame", raw.max_frame)?,
+            theme: raw.theme,
         })
     }
 }

@@ -235,7 +235,9 @@ pub fn human(event: &Event) -> Option<String> {
             format!("- {} disconnected ({})", safe(device), safe(reason))
         }
         EventKind::Error { message } => format!("error: {}", safe(message)),
-        EventKind::Reply { ok: true, command, .. } if !command.starts_with('/') => return None,
+        EventKind::Reply {
+            ok: true, command, ..
+        } if !command.starts_with('/') => return None,
         EventKind::Reply { ok: true, text, .. } => safe_multiline(text),
         EventKind::Reply {
             ok: false, text, ..

@@ -14,3 +14,4 @@ pub mod engine;
 pub mod headless;
 pub mod protocol;
 pub mod text;
+pub mod tui;

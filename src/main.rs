@@ -2,69 +2,87 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use benchlink::cli::{Cli, Subcommand};
-use benchlink::config::Settings;
+use benchlink::config::{Settings, user_themes_dir};
 use benchlink::engine::Engine;
 use benchlink::headless::{self, Format};
+use benchlink::tui::theme::Theme;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(command) = cli.command.clone() {
-        return run_device_tool(command);
+        return with_runtime(|| async move {
+            match command {
+                Subcommand::Send(args) => benchlink::device::send::run(args).await,
+                Subcommand::Device(args) => benchlink::device::simulator::run(args).await,
+            }
+        });
     }
     let settings = match Settings::resolve(&cli) {
         Ok(s) => s,
         Err(e) => return fail(&e.to_string()),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("benchlink: cannot start: {e}");
-            return ExitCode::FAILURE;
-        }
+    let mut theme = match Theme::load(&settings.theme, user_themes_dir().as_deref()) {
+        Ok(t) => t,
+        Err(e) => return fail(&e.to_string()),
     };
-    if !cli.no_tui && std::io::stdout().is_terminal() {
-        eprintln!(
-            "benchlink: the full-screen console is not built yet; running headless as with --no-tui"
-        );
+    if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
+        theme = theme.without_colors();
     }
-    let format = if cli.json {
-        Format::Json
-    } else {
-        Format::Human
-    };
-    runtime.block_on(async move {
+    let full_screen = !cli.no_tui && std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
+    init_tracing(full_screen);
+    let format = if cli.json { Format::Json } else { Format::Human };
+    with_runtime(|| async move {
         let engine = match Engine::bind(settings).await {
             Ok(engine) => engine,
             Err(e) => return fail(&e.to_string()),
         };
-        headless::run(engine, format).await;
+        if full_screen {
+            if let Err(e) = benchlink::tui::run(engine, theme).await {
+                eprintln!("benchlink: the terminal failed: {e}");
+                return ExitCode::FAILURE;
+            }
+        } else {
+            headless::run(engine, format).await;
+        }
         ExitCode::SUCCESS
     })
+}
+
+/// Engine warnings (dropped frames and the like) go to the TUI's log pane, or to
+/// stderr when headless, where they never mix with the events on stdout.
+fn init_tracing(full_screen: bool) {
+    if full_screen {
+        let _ = tui_logger::init_logger(tui_logger::LevelFilter::Info);
+        let _ = tracing_subscriber::registry().with(tui_logger::TuiTracingSubscriberLayer).try_init();
+    } else {
+        let _ = tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_max_level(tracing::Level::WARN)
+            .with_target(false)
+            .try_init();
+    }
+}
+
+fn with_runtime<F, Fut>(body: F) -> ExitCode
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = ExitCode>,
+{
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime.block_on(body()),
+        Err(e) => {
+            eprintln!("benchlink: cannot start: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// A mistake the user can fix: one clear line, exit code 2, no backtrace.
 fn fail(message: &str) -> ExitCode {
     eprintln!("benchlink: {message}");
     ExitCode::from(2)
-}
-
-fn run_device_tool(command: Subcommand) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("benchlink: cannot start: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async move {
-        match command {
-            Subcommand::Send(args) => benchlink::device::send::run(args).await,
-            Subcommand::Device(args) => benchlink::device::simulator::run(args).await,
-        }
-    })
 }

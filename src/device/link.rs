@@ -10,7 +10,7 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc;
 
-use crate::protocol::frames::{AckStatus, Decoded, FrameDecoder, Message, DEFAULT_MAX_FRAME};
+use crate::protocol::frames::{AckStatus, DEFAULT_MAX_FRAME, Decoded, FrameDecoder, Message};
 
 /// How long a device waits for the console to answer a HELLO or a FILE_END.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -32,13 +32,25 @@ pub struct FrameLink {
 /// How a file transfer ended, as the console's FILE_ACK said.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileOutcome {
-    Saved { size: u64, path: String },
-    Failed { status: AckStatus, value: u64, detail: String },
+    Saved {
+        size: u64,
+        path: String,
+    },
+    Failed {
+        status: AckStatus,
+        value: u64,
+        detail: String,
+    },
 }
 
 impl FrameLink {
     /// Connects, says HELLO and waits for WELCOME.
-    pub async fn connect(addr: &str, id: &str, token: Option<&str>, info: &[(&str, &str)]) -> Result<FrameLink, String> {
+    pub async fn connect(
+        addr: &str,
+        id: &str,
+        token: Option<&str>,
+        info: &[(&str, &str)],
+    ) -> Result<FrameLink, String> {
         let stream = TcpStream::connect(addr)
             .await
             .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
@@ -69,11 +81,22 @@ impl FrameLink {
             hello.push(("token".into(), token.into()));
         }
         hello.extend(info.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        link.send(&Message::Hello(hello)).await.map_err(|e| format!("cannot send HELLO: {e}"))?;
+        link.send(&Message::Hello(hello))
+            .await
+            .map_err(|e| format!("cannot send HELLO: {e}"))?;
         loop {
             match tokio::time::timeout(ANSWER_TIMEOUT, link.incoming.recv()).await {
-                Err(_) => return Err(format!("{addr} did not answer HELLO within {} s", ANSWER_TIMEOUT.as_secs())),
-                Ok(None) => return Err(format!("{addr} closed the connection after HELLO (wrong --token?)")),
+                Err(_) => {
+                    return Err(format!(
+                        "{addr} did not answer HELLO within {} s",
+                        ANSWER_TIMEOUT.as_secs()
+                    ));
+                }
+                Ok(None) => {
+                    return Err(format!(
+                        "{addr} closed the connection after HELLO (wrong --token?)"
+                    ));
+                }
                 Ok(Some(Message::Welcome(pairs))) => {
                     for (k, v) in pairs {
                         match k.as_str() {
@@ -85,7 +108,9 @@ impl FrameLink {
                     return Ok(link);
                 }
                 Ok(Some(Message::Error { code, message })) => {
-                    return Err(format!("{addr} refused the device: error {code}: {message}"));
+                    return Err(format!(
+                        "{addr} refused the device: error {code}: {message}"
+                    ));
                 }
                 Ok(Some(other)) => link.held.push_back(other),
             }
@@ -125,7 +150,9 @@ impl FrameLink {
             .await
             .map_err(|e| format!("cannot read {shown}: {e}"))?
             .len();
-        let crc = file_crc32(path).await.map_err(|e| format!("cannot read {shown}: {e}"))?;
+        let crc = file_crc32(path)
+            .await
+            .map_err(|e| format!("cannot read {shown}: {e}"))?;
         let io = |e: std::io::Error| format!("connection lost while sending {name}: {e}");
         self.send(&Message::FileBegin {
             file_id,
@@ -138,7 +165,11 @@ impl FrameLink {
         let mut offset = 0u64;
         if resume {
             match self.wait_ack(file_id).await? {
-                Message::FileAck { status: AckStatus::Resume, value, .. } => offset = value.min(size),
+                Message::FileAck {
+                    status: AckStatus::Resume,
+                    value,
+                    ..
+                } => offset = value.min(size),
                 other => return Ok(outcome_of(other)),
             }
         }
@@ -150,19 +181,30 @@ impl FrameLink {
             // Answers that arrived meanwhile: a rewind, or the end of this file.
             while let Ok(message) = self.incoming.try_recv() {
                 match message {
-                    Message::FileAck { file_id: id, status: AckStatus::Resume, value, .. } if id == file_id => {
+                    Message::FileAck {
+                        file_id: id,
+                        status: AckStatus::Resume,
+                        value,
+                        ..
+                    } if id == file_id => {
                         rewinds += 1;
                         if rewinds > MAX_REWINDS {
-                            return Err(format!("{name}: the console asked to rewind {MAX_REWINDS} times; giving up"));
+                            return Err(format!(
+                                "{name}: the console asked to rewind {MAX_REWINDS} times; giving up"
+                            ));
                         }
                         offset = value.min(size);
                     }
-                    m @ Message::FileAck { file_id: id, .. } if id == file_id => return Ok(outcome_of(m)),
+                    m @ Message::FileAck { file_id: id, .. } if id == file_id => {
+                        return Ok(outcome_of(m));
+                    }
                     other => self.held.push_back(other),
                 }
             }
             if offset < size {
-                file.seek(std::io::SeekFrom::Start(offset)).await.map_err(|e| format!("cannot read {shown}: {e}"))?;
+                file.seek(std::io::SeekFrom::Start(offset))
+                    .await
+                    .map_err(|e| format!("cannot read {shown}: {e}"))?;
                 let want = chunk_len.min((size - offset) as usize);
                 file.read_exact(&mut chunk[..want])
                     .await
@@ -177,12 +219,23 @@ impl FrameLink {
                 offset += want as u64;
                 continue;
             }
-            self.send(&Message::FileEnd { file_id, crc32: crc }).await.map_err(io)?;
+            self.send(&Message::FileEnd {
+                file_id,
+                crc32: crc,
+            })
+            .await
+            .map_err(io)?;
             match self.wait_ack(file_id).await? {
-                Message::FileAck { status: AckStatus::Resume, value, .. } => {
+                Message::FileAck {
+                    status: AckStatus::Resume,
+                    value,
+                    ..
+                } => {
                     rewinds += 1;
                     if rewinds > MAX_REWINDS {
-                        return Err(format!("{name}: the console asked to rewind {MAX_REWINDS} times; giving up"));
+                        return Err(format!(
+                            "{name}: the console asked to rewind {MAX_REWINDS} times; giving up"
+                        ));
                     }
                     offset = value.min(size);
                 }
@@ -195,10 +248,19 @@ impl FrameLink {
     async fn wait_ack(&mut self, file_id: u32) -> Result<Message, String> {
         loop {
             match tokio::time::timeout(ANSWER_TIMEOUT, self.incoming.recv()).await {
-                Err(_) => return Err(format!("no answer from the console within {} s", ANSWER_TIMEOUT.as_secs())),
+                Err(_) => {
+                    return Err(format!(
+                        "no answer from the console within {} s",
+                        ANSWER_TIMEOUT.as_secs()
+                    ));
+                }
                 Ok(None) => return Err("the console closed the connection".into()),
-                Ok(Some(m @ Message::FileAck { file_id: id, .. })) if id == file_id => return Ok(m),
-                Ok(Some(Message::Error { code, message })) => return Err(format!("the console said error {code}: {message}")),
+                Ok(Some(m @ Message::FileAck { file_id: id, .. })) if id == file_id => {
+                    return Ok(m);
+                }
+                Ok(Some(Message::Error { code, message })) => {
+                    return Err(format!("the console said error {code}: {message}"));
+                }
                 Ok(Some(other)) => self.held.push_back(other),
             }
         }
@@ -207,8 +269,25 @@ impl FrameLink {
 
 fn outcome_of(message: Message) -> FileOutcome {
     match message {
-        Message::FileAck { status: AckStatus::Saved, value, detail, .. } => FileOutcome::Saved { size: value, path: detail },
-        Message::FileAck { status, value, detail, .. } => FileOutcome::Failed { status, value, detail },
+        Message::FileAck {
+            status: AckStatus::Saved,
+            value,
+            detail,
+            ..
+        } => FileOutcome::Saved {
+            size: value,
+            path: detail,
+        },
+        Message::FileAck {
+            status,
+            value,
+            detail,
+            ..
+        } => FileOutcome::Failed {
+            status,
+            value,
+            detail,
+        },
         other => FileOutcome::Failed {
             status: AckStatus::Other(255),
             value: 0,

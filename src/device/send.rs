@@ -66,16 +66,25 @@ pub async fn run(args: SendArgs) -> ExitCode {
 }
 
 fn file_name(path: &std::path::Path) -> String {
-    path.file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned())
+    path.file_name()
+        .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned())
 }
 
 /// Returns whether every file was saved.
 async fn send_frames(args: &SendArgs) -> Result<bool, String> {
-    let mut link = FrameLink::connect(&args.to, &args.id, args.token.as_deref(), &[("tool", "benchlink send")]).await?;
+    let mut link = FrameLink::connect(
+        &args.to,
+        &args.id,
+        args.token.as_deref(),
+        &[("tool", "benchlink send")],
+    )
+    .await?;
     println!("connected to {} as {}", args.to, for_terminal(&link.name));
     let lost = |e: std::io::Error| format!("connection lost: {e}");
     for text in &args.texts {
-        link.send(&Message::Text(text.clone())).await.map_err(lost)?;
+        link.send(&Message::Text(text.clone()))
+            .await
+            .map_err(lost)?;
         println!("sent text: {}", for_terminal(text));
     }
     let mut all_saved = true;
@@ -83,11 +92,23 @@ async fn send_frames(args: &SendArgs) -> Result<bool, String> {
         let name = file_name(path);
         match link.send_file(i as u32 + 1, path, &name, args.resume).await {
             Ok(FileOutcome::Saved { size, path }) => {
-                println!("saved {} ({size} bytes) as {}", for_terminal(&name), for_terminal(&path));
+                println!(
+                    "saved {} ({size} bytes) as {}",
+                    for_terminal(&name),
+                    for_terminal(&path)
+                );
             }
-            Ok(FileOutcome::Failed { status, value, detail }) => {
+            Ok(FileOutcome::Failed {
+                status,
+                value,
+                detail,
+            }) => {
                 all_saved = false;
-                println!("NOT saved {}: {status:?} ({value}) {}", for_terminal(&name), for_terminal(&detail));
+                println!(
+                    "NOT saved {}: {status:?} ({value}) {}",
+                    for_terminal(&name),
+                    for_terminal(&detail)
+                );
             }
             Err(e) => {
                 all_saved = false;
@@ -116,12 +137,20 @@ async fn send_cf(args: &SendArgs) -> Result<bool, String> {
             .map_err(|e| format!("cannot connect to {}: {e}", args.to))?;
         let mut greeting = [0u8; 1024];
         // The console greets a silent device after its auto delay (300 ms by default).
-        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(3), stream.read(&mut greeting)).await {
-            println!("console: {}", for_terminal(&String::from_utf8_lossy(&greeting[..n])));
+        if let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_secs(3), stream.read(&mut greeting)).await
+        {
+            println!(
+                "console: {}",
+                for_terminal(&String::from_utf8_lossy(&greeting[..n]))
+            );
         }
         let io = |e: std::io::Error| format!("connection lost: {e}");
         for text in texts {
-            stream.write_all(format!("c{text}").as_bytes()).await.map_err(io)?;
+            stream
+                .write_all(format!("c{text}").as_bytes())
+                .await
+                .map_err(io)?;
             println!("sent text: {}", for_terminal(text));
             // cf messages are told apart by TCP reads: pause so they are not merged.
             tokio::time::sleep(Duration::from_millis(200)).await;

@@ -32,7 +32,12 @@ pub async fn run(args: DeviceArgs) -> ExitCode {
     let mut backoff = BACKOFF_START;
     let mut captures = 0u32;
     loop {
-        let connect = FrameLink::connect(&args.to, &args.id, args.token.as_deref(), &[("model", "benchlink camera simulator")]);
+        let connect = FrameLink::connect(
+            &args.to,
+            &args.id,
+            args.token.as_deref(),
+            &[("model", "benchlink camera simulator")],
+        );
         let outcome = tokio::select! {
             _ = tokio::signal::ctrl_c() => return ExitCode::SUCCESS,
             link = connect => link,
@@ -41,7 +46,9 @@ pub async fn run(args: DeviceArgs) -> ExitCode {
             Ok(mut link) => {
                 backoff = BACKOFF_START;
                 println!("connected to {} as {}", args.to, for_terminal(&link.name));
-                let _ = link.send(&Message::Text(format!("{} ready", args.id))).await;
+                let _ = link
+                    .send(&Message::Text(format!("{} ready", args.id)))
+                    .await;
                 tokio::select! {
                     _ = tokio::signal::ctrl_c() => {
                         let _ = link.send(&Message::Bye("stopped".into())).await;
@@ -74,7 +81,10 @@ async fn serve(link: &mut FrameLink, captures: &mut u32) {
         let sent = match command.as_str() {
             "ping" => link.send(&Message::Text("pong".into())).await.is_ok(),
             "capture" => capture(link, captures).await,
-            _ => link.send(&Message::Text(format!("ok: {command}"))).await.is_ok(),
+            _ => link
+                .send(&Message::Text(format!("ok: {command}")))
+                .await
+                .is_ok(),
         };
         if !sent {
             return;
@@ -92,13 +102,19 @@ async fn capture(link: &mut FrameLink, captures: &mut u32) -> bool {
     let path = dir.join(&name);
     if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, &picture)) {
         println!("cannot prepare {name}: {e}");
-        return link.send(&Message::Text(format!("capture failed: {e}"))).await.is_ok();
+        return link
+            .send(&Message::Text(format!("capture failed: {e}")))
+            .await
+            .is_ok();
     }
     let result = link.send_file(n, &path, &name, false).await;
     let _ = std::fs::remove_file(&path);
     match result {
         Ok(FileOutcome::Saved { size, path }) => {
-            println!("> {name} saved by the console ({size} bytes) as {}", for_terminal(&path));
+            println!(
+                "> {name} saved by the console ({size} bytes) as {}",
+                for_terminal(&path)
+            );
             true
         }
         Ok(FileOutcome::Failed { status, detail, .. }) => {

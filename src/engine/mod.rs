@@ -28,7 +28,7 @@ use crate::console::{self, Request};
 use crate::protocol::ListenProtocol;
 
 /// What a front end asks of the engine.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// One line of the command language, as typed.
     Line(String),

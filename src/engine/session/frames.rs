@@ -460,7 +460,9 @@ impl Session {
             return Ok(());
         };
         if let Some(FrameFile::Active {
-            transfer, gap_reported, ..
+            transfer,
+            gap_reported,
+            ..
         }) = state.transfers.get_mut(&file_id)
         {
             let held = transfer.part.len();
@@ -470,7 +472,9 @@ impl Session {
                 // rewinds to `held` and ends the file again.
                 if *gap_reported != Some(held) {
                     *gap_reported = Some(held);
-                    return self.ack(file_id, AckStatus::Resume, held, "missing data".into()).await;
+                    return self
+                        .ack(file_id, AckStatus::Resume, held, "missing data".into())
+                        .await;
                 }
                 return Ok(());
             }
