@@ -22,12 +22,13 @@ pub struct Cli {
     #[arg(long)]
     pub no_tui: bool,
 
-    /// With --no-tui: print events as JSON objects, one per line.
+    /// Print events as JSON objects, one per line (headless: with --no-tui, or when
+    /// stdout is not a terminal).
     #[arg(long)]
     pub json: bool,
 
     /// Where to accept devices: HOST:PORT or PROTO://HOST:PORT, PROTO one of auto, cf,
-    /// lines. Repeat for several. [default: 0.0.0.0:9999]
+    /// lines, frames. Repeat for several. [default: 0.0.0.0:9999]
     #[arg(long, value_name = "ADDR")]
     pub listen: Vec<String>,
 

@@ -122,8 +122,7 @@ impl Settings {
         let listen_texts = if !cli.listen.is_empty() {
             cli.listen.clone()
         } else {
-            file.listen
-                .unwrap_or_else(|| vec![DEFAULT_LISTEN.to_string()])
+            file.listen.unwrap_or_else(|| vec![DEFAULT_LISTEN.to_string()])
         };
         let listen = listen_texts
             .iter()
@@ -141,25 +140,26 @@ impl Settings {
         if max_connections == 0 {
             return Err(ConfigError("max_connections must be at least 1".into()));
         }
+        let max_file_size = cli
+            .max_file_size
+            .or(file.max_file_size)
+            .unwrap_or(DEFAULT_MAX_FILE_SIZE);
+        if max_file_size == 0 {
+            return Err(ConfigError("max_file_size must be at least 1 byte".into()));
+        }
         let max_line = cli.max_line.or(file.max_line).unwrap_or(DEFAULT_MAX_LINE);
         if max_line == 0 || max_line > 16 * 1024 * 1024 {
-            return Err(ConfigError(
-                "max_line must be between 1 byte and 16MiB".into(),
-            ));
+            return Err(ConfigError("max_line must be between 1 byte and 16MiB".into()));
         }
-        let max_frame = cli
-            .max_frame
-            .or(file.max_frame)
-            .unwrap_or(DEFAULT_MAX_FRAME);
+        let max_frame = cli.max_frame.or(file.max_frame).unwrap_or(DEFAULT_MAX_FRAME);
         if !(64..=64 * 1024 * 1024).contains(&max_frame) {
-            return Err(ConfigError(
-                "max_frame must be between 64 bytes and 64MiB".into(),
-            ));
+            return Err(ConfigError("max_frame must be between 64 bytes and 64MiB".into()));
         }
         let token = cli.token.clone().or(file.token);
         if token.as_deref() == Some("") {
             return Err(ConfigError(
-                "the token is empty; give a secret with --token SECRET".into(),
+                "the token is empty; give a secret (--token SECRET, or token = \"...\" in config.toml)"
+                    .into(),
             ));
         }
         let line_ending = match cli.line_ending {
@@ -191,7 +191,11 @@ impl Settings {
             aliases: file.aliases,
             token,
             max_frame: max_frame as usize,
-            theme: cli.theme.clone().or(file.theme).unwrap_or_else(|| "default".into()),
+            theme: cli
+                .theme
+                .clone()
+                .or(file.theme)
+                .unwrap_or_else(|| "default".into()),
         })
     }
 }
@@ -208,7 +212,11 @@ pub fn default_config_path() -> Option<PathBuf> {
 fn default_received_dir() -> Result<PathBuf, ConfigError> {
     directories::ProjectDirs::from("", "", "benchlink")
         .map(|d| d.data_dir().join("received"))
-        .ok_or_else(|| ConfigError("cannot find this user's data folder (is HOME set?); choose a folder with --dir DIR".into()))
+        .ok_or_else(|| {
+            ConfigError(
+                "cannot find this user's data folder (is HOME set?); choose a folder with --dir DIR".into(),
+            )
+        })
 }
 
 /// config.toml as written by the user; every key is optional.
@@ -230,7 +238,10 @@ struct FileConfig {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "a size: a number of bytes, or text like \"64KiB\" or \"2GB\""
+)]
 enum SizeValue {
     Bytes(u64),
     Text(String),
@@ -274,10 +285,15 @@ impl FileConfig {
     fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let shown = path.display();
         let raw: RawFileConfig = toml::from_str(text).map_err(|e| {
-            ConfigError(format!(
-                "bad config file {shown}: {}",
-                e.to_string().trim_end()
-            ))
+            // toml's own text spans several lines (with a caret under the spot): one line here.
+            let at = e
+                .span()
+                .map(|span| {
+                    let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                    format!(" (line {line})")
+                })
+                .unwrap_or_default();
+            ConfigError(format!("bad config file {shown}{at}: {}", e.message().trim_end()))
         })?;
         let size = |key: &str, v: Option<SizeValue>| -> Result<Option<u64>, ConfigError> {
             match v {
@@ -337,10 +353,7 @@ mod tests {
     #[test]
     fn listen_specs() {
         let s = ListenSpec::parse("cf://127.0.0.1:0").expect("valid");
-        assert_eq!(
-            (s.protocol, s.addr.as_str()),
-            (ListenProtocol::Cf, "127.0.0.1:0")
-        );
+        assert_eq!((s.protocol, s.addr.as_str()), (ListenProtocol::Cf, "127.0.0.1:0"));
         let s = ListenSpec::parse("[::1]:9999").expect("valid");
         assert_eq!(
             (s.protocol, s.addr.as_str()),
@@ -372,10 +385,7 @@ mod tests {
     #[test]
     fn config_errors_name_the_file_and_key() {
         let e = parse("max_lines = 5").expect_err("unknown key");
-        assert!(
-            e.0.contains("/etc/bl.toml") && e.0.contains("max_lines"),
-            "{e}"
-        );
+        assert!(e.0.contains("/etc/bl.toml") && e.0.contains("max_lines"), "{e}");
         let e = parse("max_line = \"huge\"").expect_err("bad size");
         assert!(e.0.contains("`max_line`") && e.0.contains("huge"), "{e}");
         let e = parse("[aliases]\n\"not-an-ip\" = \"x\"").expect_err("bad alias");

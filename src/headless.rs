@@ -102,9 +102,7 @@ fn spawn_stdin_reader(commands: mpsc::Sender<Command>) {
 /// SIGINT, SIGTERM and SIGHUP stop the console cleanly; a second one exits at once.
 async fn forward_signals(commands: mpsc::Sender<Command>) {
     let name = wait_for_signal().await;
-    let _ = commands
-        .send(Command::Shutdown(format!("received {name}")))
-        .await;
+    let _ = commands.send(Command::Shutdown(format!("received {name}"))).await;
     wait_for_signal().await;
     std::process::exit(130);
 }
@@ -133,8 +131,7 @@ async fn wait_for_signal() -> &'static str {
 }
 
 pub fn json(event: &Event) -> String {
-    serde_json::to_string(event)
-        .unwrap_or_else(|e| format!("{{\"event\":\"error\",\"message\":\"{e}\"}}"))
+    serde_json::to_string(event).unwrap_or_else(|e| format!("{{\"event\":\"error\",\"message\":\"{e}\"}}"))
 }
 
 /// One line for a person, or None for what the next line says anyway (the "sent"
@@ -145,11 +142,7 @@ pub fn human(event: &Event) -> Option<String> {
     let ts = event.ts.format("%H:%M:%S");
     let safe = |s: &str| for_terminal(s).into_owned();
     let body = match &event.kind {
-        EventKind::Listening {
-            addr,
-            protocol,
-            dir,
-        } => {
+        EventKind::Listening { addr, protocol, dir } => {
             format!(
                 "listening on {addr} ({protocol}); received files go to {}",
                 safe(dir)
@@ -160,10 +153,7 @@ pub fn human(event: &Event) -> Option<String> {
             device,
             peer,
             protocol,
-        } => format!(
-            "+ {} connected from {peer} ({protocol}, #{conn})",
-            safe(device)
-        ),
+        } => format!("+ {} connected from {peer} ({protocol}, #{conn})", safe(device)),
         EventKind::Text {
             device,
             direction: Direction::In,
@@ -183,10 +173,7 @@ pub fn human(event: &Event) -> Option<String> {
             format!("{} is sending {} ({size})", safe(device), safe(name))
         }
         EventKind::FileProgress {
-            device,
-            name,
-            bytes,
-            ..
+            device, name, bytes, ..
         } => {
             format!(
                 "{} ... {} of {} received",
@@ -205,11 +192,7 @@ pub fn human(event: &Event) -> Option<String> {
             ended_by_close,
             ..
         } => {
-            let how = if *ended_by_close {
-                ", ended by close"
-            } else {
-                ""
-            };
+            let how = if *ended_by_close { ", ended by close" } else { "" };
             format!(
                 "{} saved {} ({}, crc32 {crc32:08x}, {seconds:.2} s{how}) in {}",
                 safe(device),
@@ -219,10 +202,7 @@ pub fn human(event: &Event) -> Option<String> {
             )
         }
         EventKind::FileFailed {
-            device,
-            name,
-            reason,
-            ..
+            device, name, reason, ..
         } => {
             let name = if name.is_empty() {
                 "a file".to_string()
@@ -239,9 +219,7 @@ pub fn human(event: &Event) -> Option<String> {
             ok: true, command, ..
         } if !command.starts_with('/') => return None,
         EventKind::Reply { ok: true, text, .. } => safe_multiline(text),
-        EventKind::Reply {
-            ok: false, text, ..
-        } => format!("! {}", safe(text)),
+        EventKind::Reply { ok: false, text, .. } => format!("! {}", safe(text)),
         EventKind::Stats { .. } => return None,
         EventKind::Stopped { reason } => format!("stopped ({})", safe(reason)),
     };

@@ -57,7 +57,9 @@ fn main() -> ExitCode {
 fn init_tracing(full_screen: bool) {
     if full_screen {
         let _ = tui_logger::init_logger(tui_logger::LevelFilter::Info);
-        let _ = tracing_subscriber::registry().with(tui_logger::TuiTracingSubscriberLayer).try_init();
+        let _ = tracing_subscriber::registry()
+            .with(tui_logger::TuiTracingSubscriberLayer)
+            .try_init();
     } else {
         let _ = tracing_subscriber::fmt()
             .with_writer(std::io::stderr)

@@ -22,11 +22,7 @@ pub enum Request {
 /// `/command`, its argument form and what it does: the help text and the TUI's
 /// completion both come from here.
 pub const COMMANDS: &[(&str, &str, &str)] = &[
-    (
-        "/to",
-        "NAME|CONN",
-        "choose the device plain text is sent to",
-    ),
+    ("/to", "NAME|CONN", "choose the device plain text is sent to"),
     ("/all", "TEXT", "send TEXT to every connected device"),
     ("/list", "", "list connected devices"),
     ("/kick", "NAME|CONN", "disconnect a device"),
@@ -92,15 +88,9 @@ mod tests {
         assert_eq!(parse("  spaced  "), Ok(Request::Send("  spaced  ".into())));
         assert_eq!(parse("/to cam-1"), Ok(Request::Target("cam-1".into())));
         assert_eq!(parse("/TO 3"), Ok(Request::Target("3".into())));
-        assert_eq!(
-            parse("/all reboot now"),
-            Ok(Request::All("reboot now".into()))
-        );
+        assert_eq!(parse("/all reboot now"), Ok(Request::All("reboot now".into())));
         assert_eq!(parse("/list"), Ok(Request::List));
-        assert_eq!(
-            parse("/kick 10.0.0.2#2"),
-            Ok(Request::Kick("10.0.0.2#2".into()))
-        );
+        assert_eq!(parse("/kick 10.0.0.2#2"), Ok(Request::Kick("10.0.0.2#2".into())));
         assert_eq!(parse("/help"), Ok(Request::Help));
         assert_eq!(parse("/quit"), Ok(Request::Quit));
         assert_eq!(parse(""), Ok(Request::Nothing));

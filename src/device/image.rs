@@ -54,9 +54,6 @@ mod tests {
         let mut ht = HeadTail::default();
         ht.observe(&a);
         assert_eq!(ht.completeness(), Completeness::Complete);
-        assert_eq!(
-            u32::from_le_bytes([a[2], a[3], a[4], a[5]]) as usize,
-            a.len()
-        );
+        assert_eq!(u32::from_le_bytes([a[2], a[3], a[4], a[5]]) as usize, a.len());
     }
 }

@@ -108,9 +108,7 @@ impl FrameLink {
                     return Ok(link);
                 }
                 Ok(Some(Message::Error { code, message })) => {
-                    return Err(format!(
-                        "{addr} refused the device: error {code}: {message}"
-                    ));
+                    return Err(format!("{addr} refused the device: error {code}: {message}"));
                 }
                 Ok(Some(other)) => link.held.push_back(other),
             }
@@ -219,12 +217,9 @@ impl FrameLink {
                 offset += want as u64;
                 continue;
             }
-            self.send(&Message::FileEnd {
-                file_id,
-                crc32: crc,
-            })
-            .await
-            .map_err(io)?;
+            self.send(&Message::FileEnd { file_id, crc32: crc })
+                .await
+                .map_err(io)?;
             match self.wait_ack(file_id).await? {
                 Message::FileAck {
                     status: AckStatus::Resume,

@@ -82,9 +82,7 @@ async fn send_frames(args: &SendArgs) -> Result<bool, String> {
     println!("connected to {} as {}", args.to, for_terminal(&link.name));
     let lost = |e: std::io::Error| format!("connection lost: {e}");
     for text in &args.texts {
-        link.send(&Message::Text(text.clone()))
-            .await
-            .map_err(lost)?;
+        link.send(&Message::Text(text.clone())).await.map_err(lost)?;
         println!("sent text: {}", for_terminal(text));
     }
     let mut all_saved = true;
@@ -137,9 +135,7 @@ async fn send_cf(args: &SendArgs) -> Result<bool, String> {
             .map_err(|e| format!("cannot connect to {}: {e}", args.to))?;
         let mut greeting = [0u8; 1024];
         // The console greets a silent device after its auto delay (300 ms by default).
-        if let Ok(Ok(n)) =
-            tokio::time::timeout(Duration::from_secs(3), stream.read(&mut greeting)).await
-        {
+        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(3), stream.read(&mut greeting)).await {
             println!(
                 "console: {}",
                 for_terminal(&String::from_utf8_lossy(&greeting[..n]))

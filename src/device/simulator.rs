@@ -46,9 +46,7 @@ pub async fn run(args: DeviceArgs) -> ExitCode {
             Ok(mut link) => {
                 backoff = BACKOFF_START;
                 println!("connected to {} as {}", args.to, for_terminal(&link.name));
-                let _ = link
-                    .send(&Message::Text(format!("{} ready", args.id)))
-                    .await;
+                let _ = link.send(&Message::Text(format!("{} ready", args.id))).await;
                 tokio::select! {
                     _ = tokio::signal::ctrl_c() => {
                         let _ = link.send(&Message::Bye("stopped".into())).await;
@@ -81,10 +79,7 @@ async fn serve(link: &mut FrameLink, captures: &mut u32) {
         let sent = match command.as_str() {
             "ping" => link.send(&Message::Text("pong".into())).await.is_ok(),
             "capture" => capture(link, captures).await,
-            _ => link
-                .send(&Message::Text(format!("ok: {command}")))
-                .await
-                .is_ok(),
+            _ => link.send(&Message::Text(format!("ok: {command}"))).await.is_ok(),
         };
         if !sent {
             return;

@@ -1,5 +1,5 @@
 //! What the engine tells its front ends. The JSON form (`--json`) is a public
-//! interface: names and fields here are documented in docs/events.md.
+//! interface: names and fields here are documented in docs/usage.md.
 
 use chrono::{DateTime, Local, SecondsFormat};
 use serde::{Serialize, Serializer};

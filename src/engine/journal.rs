@@ -185,10 +185,7 @@ impl Writer {
         if let Err(e) = written {
             self.report(
                 MANIFEST,
-                &format!(
-                    "cannot append to {}: {e}",
-                    self.dir.join(MANIFEST).display()
-                ),
+                &format!("cannot append to {}: {e}", self.dir.join(MANIFEST).display()),
             );
         }
     }

@@ -101,6 +101,8 @@ pub struct EngineHandle {
 
 /// How many events may wait for a slow front end before sessions wait too.
 const EVENT_QUEUE: usize = 8192;
+/// At most one "connection refused" error per this interval.
+const REFUSAL_REPORT_EVERY: Duration = Duration::from_secs(10);
 /// How often byte counters are reported (only when they changed, so idle is silent).
 const STATS_EVERY: Duration = Duration::from_secs(1);
 /// How long sessions get to save what they hold when the console stops.
@@ -115,10 +117,7 @@ impl Engine {
         for spec in &settings.listen {
             listeners.push((bind_one(spec).await?, spec.protocol));
         }
-        Ok(Engine {
-            settings,
-            listeners,
-        })
+        Ok(Engine { settings, listeners })
     }
 
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
@@ -131,13 +130,9 @@ impl Engine {
     pub fn start(self) -> EngineHandle {
         let (event_tx, event_rx) = mpsc::channel(EVENT_QUEUE);
         let (command_tx, command_rx) = mpsc::channel(64);
-        let dir =
-            std::fs::canonicalize(&self.settings.dir).unwrap_or_else(|_| self.settings.dir.clone());
-        let (journal, journal_thread) = Journal::start(
-            dir.clone(),
-            self.settings.log_conversations,
-            event_tx.clone(),
-        );
+        let dir = std::fs::canonicalize(&self.settings.dir).unwrap_or_else(|_| self.settings.dir.clone());
+        let (journal, journal_thread) =
+            Journal::start(dir.clone(), self.settings.log_conversations, event_tx.clone());
         let mut settings = self.settings;
         settings.dir = dir;
         let shared = Arc::new(Shared {
@@ -153,10 +148,7 @@ impl Engine {
             let tracker = TaskTracker::new();
             let limit = Arc::new(Semaphore::new(shared.settings.max_connections));
             for (listener, protocol) in listeners {
-                let addr = listener
-                    .local_addr()
-                    .map(|a| a.to_string())
-                    .unwrap_or_default();
+                let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
                 shared
                     .emit(EventKind::Listening {
                         addr,
@@ -223,6 +215,9 @@ async fn accept_loop(
     limit: Arc<Semaphore>,
     tracker: TaskTracker,
 ) {
+    // A board stuck reconnecting must not flood the output: one error per interval.
+    let mut refused_since_report = 0u64;
+    let mut last_report: Option<tokio::time::Instant> = None;
     loop {
         let accepted = tokio::select! {
             _ = shared.cancel.cancelled() => return,
@@ -235,14 +230,23 @@ async fn accept_loop(
                 }
                 Err(_) => {
                     drop(stream);
-                    shared
-                        .emit(EventKind::Error {
-                            message: format!(
-                                "refused a connection from {peer}: {} devices are connected, the --max-connections limit",
-                                shared.settings.max_connections
-                            ),
-                        })
-                        .await;
+                    refused_since_report += 1;
+                    if last_report.is_none_or(|t| t.elapsed() >= REFUSAL_REPORT_EVERY) {
+                        last_report = Some(tokio::time::Instant::now());
+                        let more = match refused_since_report {
+                            1 => String::new(),
+                            n => format!(" ({n} refused since the last report)"),
+                        };
+                        refused_since_report = 0;
+                        shared
+                            .emit(EventKind::Error {
+                                message: format!(
+                                    "refused a connection from {peer}: {} devices are connected, the --max-connections limit{more}",
+                                    shared.settings.max_connections
+                                ),
+                            })
+                            .await;
+                    }
                 }
             },
             Err(e) => {
@@ -261,15 +265,14 @@ async fn accept_loop(
 /// Runs operator commands against the registry.
 struct CommandHandler {
     shared: Arc<Shared>,
-    target: Option<ConnId>,
+    /// The chosen device, by connection and name: if that connection has ended and
+    /// the same device is back under the same name, it is still the target.
+    target: Option<(ConnId, String)>,
 }
 
 impl CommandHandler {
     fn new(shared: Arc<Shared>) -> Self {
-        Self {
-            shared,
-            target: None,
-        }
+        Self { shared, target: None }
     }
 
     /// Returns why the engine should stop.
@@ -291,7 +294,10 @@ impl CommandHandler {
                 }
             };
             match command {
-                Some(Command::Select(conn)) => self.target = conn,
+                Some(Command::Select(conn)) => {
+                    self.target =
+                        conn.and_then(|c| self.shared.registry().get(c).map(|d| (c, d.name.clone())));
+                }
                 Some(Command::Line(line)) => {
                     if self.line(&line).await {
                         return "the operator typed /quit".into();
@@ -347,14 +353,11 @@ impl CommandHandler {
                     .map(|d| (d.conn, d.name.clone()));
                 match found {
                     Some((conn, name)) => {
-                        self.target = Some(conn);
-                        self.reply(
-                            &command,
-                            true,
-                            format!("plain text now goes to {name}"),
-                            None,
-                        )
-                        .await;
+                        self.target = Some((conn, name.clone()));
+                        // The device rides along so front ends can follow the choice.
+                        let chosen = self.shared.registry().get(conn).map(|d| vec![d.info()]);
+                        let text = format!("plain text now goes to {name}");
+                        self.reply(&command, true, text, chosen).await;
                     }
                     None => {
                         let e = format!("no device called {key:?}; {}", self.who_is_connected());
@@ -384,9 +387,8 @@ impl CommandHandler {
                 self.reply(&command, ok, said, None).await;
             }
             Request::List => {
-                let devices: Vec<DeviceInfo> =
-                    self.shared.registry().live().map(|d| d.info()).collect();
-                let text = list_text(&devices, self.target);
+                let devices: Vec<DeviceInfo> = self.shared.registry().live().map(|d| d.info()).collect();
+                let text = list_text(&devices, self.target.as_ref().map(|t| t.0));
                 self.reply(&command, true, text, Some(devices)).await;
             }
             Request::Kick(key) => {
@@ -420,8 +422,9 @@ impl CommandHandler {
     /// The device plain text goes to: the chosen one, else the only one connected.
     fn resolve_target(&self) -> Result<(String, mpsc::Sender<SessionCommand>), String> {
         let registry = self.shared.registry();
-        if let Some(conn) = self.target {
-            return match registry.get(conn) {
+        if let Some((conn, name)) = &self.target {
+            let back = || registry.live().find(|d| &d.name == name);
+            return match registry.get(*conn).or_else(back) {
                 Some(d) => Ok((d.name.clone(), d.commands.clone())),
                 None => Err(format!(
                     "the device chosen with /to has disconnected; {}",

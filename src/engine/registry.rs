@@ -162,10 +162,7 @@ mod tests {
         assert_eq!(n4, "10.0.0.2");
         assert!(c4 > c1, "connection numbers are never reused");
         assert_eq!(r.find("10.0.0.2#3").map(|d| d.peer.port()), Some(1002));
-        assert_eq!(
-            r.find(&c4.to_string()).map(|d| d.name.as_str()),
-            Some("10.0.0.2")
-        );
+        assert_eq!(r.find(&c4.to_string()).map(|d| d.name.as_str()), Some("10.0.0.2"));
         assert!(r.find("nobody").is_none());
     }
 }

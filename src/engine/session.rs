@@ -37,6 +37,9 @@ const READ_LARGE: usize = 256 * 1024;
 const PARTIAL_LINE_IDLE: Duration = Duration::from_millis(200);
 /// `file_progress` at most this often per transfer.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+/// Keepalive probes start after this much silence and repeat at this interval.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// A device that does not read its commands for this long is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -49,6 +52,13 @@ pub(super) async fn run(
 ) {
     // Commands are short; send them now, not after Nagle's delay.
     let _ = stream.set_nodelay(true);
+    // A board that loses power never closes its connection: keepalive notices.
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL);
+    let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
+    // On a dual-stack listener IPv4 boards arrive as ::ffff:a.b.c.d; name them a.b.c.d.
+    let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
     let (tx, commands) = mpsc::channel(16);
     let stats = Arc::new(Stats::default());
     let base = match shared.settings.aliases.get(&peer.ip()) {
@@ -100,14 +110,11 @@ impl Drop for Registration {
             .remove(self.conn)
             .is_some_and(|d| d.announced);
         if !self.closed && was_announced {
-            let _ = self
-                .shared
-                .events
-                .try_send(Event::now(EventKind::Disconnected {
-                    conn: self.conn,
-                    device: self.device.clone(),
-                    reason: "internal error in this connection's session".into(),
-                }));
+            let _ = self.shared.events.try_send(Event::now(EventKind::Disconnected {
+                conn: self.conn,
+                device: self.device.clone(),
+                reason: "internal error in this connection's session".into(),
+            }));
         }
     }
 }
@@ -122,6 +129,9 @@ enum Mode {
 /// Why a session ended.
 enum End {
     DeviceClosed,
+    /// The device closed with unread data (its stack sends a reset): for the data
+    /// it sent, that is the same as a close.
+    DeviceReset,
     Kicked,
     Stopped,
     Failed(String),
@@ -133,6 +143,7 @@ impl End {
     fn reason(&self) -> String {
         match self {
             End::DeviceClosed => "closed by the device".into(),
+            End::DeviceReset => "closed by the device (reset)".into(),
             End::Goodbye(why) if why.is_empty() => "the device said goodbye".into(),
             End::Goodbye(why) => {
                 format!("the device said goodbye: {}", from_device(why.as_bytes()))
@@ -247,6 +258,7 @@ impl Session {
                                 return end;
                             }
                         }
+                        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return End::DeviceReset,
                         Err(e) => return End::Failed(format!("connection error: {e}")),
                     }
                 }
@@ -271,8 +283,8 @@ impl Session {
     /// One non-blocking read into the session's buffer. `Ok(None)`: a spurious
     /// wake-up; `Ok(Some(0))`: the device closed.
     fn read_once(&mut self) -> io::Result<Option<usize>> {
-        let busy = !matches!(self.cf_file, CfFile::None)
-            || matches!(&self.mode, Mode::Frames(f) if f.receiving());
+        let busy =
+            !matches!(self.cf_file, CfFile::None) || matches!(&self.mode, Mode::Frames(f) if f.receiving());
         self.buf.reserve(if busy { READ_LARGE } else { READ_SMALL });
         match self.stream.try_read_buf(&mut self.buf) {
             Ok(n) => {
@@ -328,13 +340,11 @@ impl Session {
     /// With `--token`, an auto listener only takes native-frame devices.
     async fn refuse_unauthenticated(&mut self, protocol: &str) -> End {
         let message = format!(
-            "refused {} ({protocol}): this console requires a token (--token), which only native-frame devices can present; list cf or lines devices on their own listener (--listen cf://HOST:PORT)",
+            "refused {} ({protocol}): this console requires a token (--token), which only native-frame devices can present; connect cf or lines devices to a listener of their own (--listen cf://HOST:PORT)",
             self.peer
         );
         let _ = self
-            .write_to_device(
-                b"benchlink: this console requires the native frame protocol with a token\r\n",
-            )
+            .write_to_device(b"benchlink: this console requires the native frame protocol with a token\r\n")
             .await;
         self.shared.emit(EventKind::Error { message }).await;
         End::Failed("refused: no token".into())
@@ -379,9 +389,8 @@ impl Session {
 
     /// Names the pending cf file by its content and starts writing it.
     async fn begin_cf_file(&mut self) {
-        let CfFile::Pending {
-            chunks, started, ..
-        } = std::mem::replace(&mut self.cf_file, CfFile::Discarding)
+        let CfFile::Pending { chunks, started, .. } =
+            std::mem::replace(&mut self.cf_file, CfFile::Discarding)
         else {
             return;
         };
@@ -473,13 +482,18 @@ impl Session {
             }
             CfFile::Active(t) => match (t.observed.completeness(), end) {
                 (Completeness::Complete, _) => self.save(t, false).await,
-                (Completeness::EndedByClose, End::DeviceClosed) => self.save(t, true).await,
+                (Completeness::EndedByClose, End::DeviceClosed | End::DeviceReset) => {
+                    self.save(t, true).await
+                }
                 (Completeness::Truncated { expected }, _) => {
                     let kind = t.observed.kind().extension().to_ascii_uppercase();
                     let got = t.part.len();
                     let reason = match expected {
                         Some(n) => {
                             format!("truncated: the {kind} header says {n} bytes, {got} arrived")
+                        }
+                        None if kind == "BMP" => {
+                            format!("truncated: only {got} bytes arrived, not even a whole BMP header")
                         }
                         None => format!(
                             "truncated: the {kind} data ends before its end marker ({got} bytes arrived)"
@@ -500,8 +514,7 @@ impl Session {
         let name = t.name.clone();
         match t.part.finish().await {
             Ok(finished) => {
-                self.record_saved(&name, started, finished, ended_by_close)
-                    .await;
+                self.record_saved(&name, started, finished, ended_by_close).await;
             }
             Err(e) => self.disk_failure(&name, &e).await,
         }

@@ -52,9 +52,7 @@ impl PartFile {
                     Err(e) => return Err(e),
                 }
             }
-            Err(io::Error::other(format!(
-                "too many files named like {name}.part"
-            )))
+            Err(io::Error::other(format!("too many files named like {name}.part")))
         })
         .await?;
         Ok(Self {
@@ -210,9 +208,7 @@ pub async fn place(part: PathBuf, folder: PathBuf, name: String) -> io::Result<P
                 Err(_) => continue,
             }
         }
-        Err(io::Error::other(format!(
-            "too many files named like {name}"
-        )))
+        Err(io::Error::other(format!("too many files named like {name}")))
     })
     .await
 }
@@ -224,12 +220,8 @@ fn sync_folder(folder: &Path) {
     }
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> io::Result<T> + Send + 'static,
-) -> io::Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(io::Error::other)?
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(io::Error::other)?
 }
 
 #[cfg(test)]
@@ -255,9 +247,7 @@ mod tests {
                     .await
                     .expect("create");
                 for chunk in data.chunks(70_000) {
-                    part.write(Bytes::copy_from_slice(chunk))
-                        .await
-                        .expect("write");
+                    part.write(Bytes::copy_from_slice(chunk)).await.expect("write");
                 }
                 let done = part.finish().await.expect("finish");
                 assert_eq!(done.size, data.len() as u64);
@@ -287,12 +277,8 @@ mod tests {
     fn concurrent_parts_with_one_name_get_their_own_files() {
         let dir = tempfile::tempdir().expect("tempdir");
         rt().block_on(async {
-            let a = PartFile::create(dir.path().into(), "x".into())
-                .await
-                .expect("a");
-            let b = PartFile::create(dir.path().into(), "x".into())
-                .await
-                .expect("b");
+            let a = PartFile::create(dir.path().into(), "x".into()).await.expect("a");
+            let b = PartFile::create(dir.path().into(), "x".into()).await.expect("b");
             assert_ne!(a.part_path(), b.part_path());
             let kept = a.keep().await.expect("keep");
             assert!(kept.exists());

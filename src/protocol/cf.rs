@@ -225,11 +225,7 @@ mod tests {
     #[test]
     fn file_bytes_that_look_like_markers_stay_file_bytes() {
         let o = run(
-            &[
-                b"f".to_vec(),
-                b"cweeding".to_vec(),
-                b"hello server".to_vec(),
-            ],
+            &[b"f".to_vec(), b"cweeding".to_vec(), b"hello server".to_vec()],
             false,
         );
         assert_eq!(o.file, b"cweedinghello server");
@@ -239,10 +235,7 @@ mod tests {
     #[test]
     fn other_messages_are_text_and_handshake_may_carry_more() {
         let o = run(
-            &[
-                b"hello servercstatus".to_vec(),
-                b"temperature 21.5\r\n".to_vec(),
-            ],
+            &[b"hello servercstatus".to_vec(), b"temperature 21.5\r\n".to_vec()],
             false,
         );
         assert_eq!(o.handshakes, 1);

@@ -262,11 +262,7 @@ impl FrameDecoder {
             // Zero-copy: the payload shares the read buffer's allocation.
             let payload = buf.split_to(body).freeze();
             buf.advance(TRAILER_LEN);
-            return Some(Decoded::Frame(Frame {
-                kind,
-                flags,
-                payload,
-            }));
+            return Some(Decoded::Frame(Frame { kind, flags, payload }));
         }
     }
 
@@ -391,11 +387,7 @@ impl fmt::Display for PayloadError {
                 kind_name(*kind)
             ),
             Self::InvalidUtf8 { kind, field } => {
-                write!(
-                    f,
-                    "{} payload: {field} is not valid UTF-8",
-                    kind_name(*kind)
-                )
+                write!(f, "{} payload: {field} is not valid UTF-8", kind_name(*kind))
             }
         }
     }
@@ -527,11 +519,7 @@ impl Message {
     /// useful than dropping the whole line. Flags other than RESUME on
     /// FILE_BEGIN are ignored.
     pub fn from_frame(frame: Frame) -> Result<Message, PayloadError> {
-        let Frame {
-            kind,
-            flags,
-            payload,
-        } = frame;
+        let Frame { kind, flags, payload } = frame;
         let p: &[u8] = &payload;
         Ok(match kind {
             KIND_HELLO => Self::Hello(parse_kv(kind, p)?),
@@ -616,12 +604,9 @@ impl Message {
                 &[&file_id.to_le_bytes(), &offset.to_le_bytes(), data],
                 out,
             ),
-            Self::FileEnd { file_id, crc32 } => encode_parts(
-                kind,
-                0,
-                &[&file_id.to_le_bytes(), &crc32.to_le_bytes()],
-                out,
-            ),
+            Self::FileEnd { file_id, crc32 } => {
+                encode_parts(kind, 0, &[&file_id.to_le_bytes(), &crc32.to_le_bytes()], out)
+            }
             Self::FileAck {
                 file_id,
                 status,
@@ -732,18 +717,11 @@ mod tests {
         vec![
             (
                 "id dev-01, token s3cret, device info fw=1.4.2",
-                M::Hello(kv(&[
-                    ("id", "dev-01"),
-                    ("token", "s3cret"),
-                    ("fw", "1.4.2"),
-                ])),
+                M::Hello(kv(&[("id", "dev-01"), ("token", "s3cret"), ("fw", "1.4.2")])),
             ),
             (
                 "server benchlink 0.1.0, max_frame 1048576",
-                M::Welcome(kv(&[
-                    ("server", "benchlink 0.1.0"),
-                    ("max_frame", "1048576"),
-                ])),
+                M::Welcome(kv(&[("server", "benchlink 0.1.0"), ("max_frame", "1048576")])),
             ),
             ("reason \"done\"", M::Bye("done".into())),
             ("no reason (zero-length payload)", M::Bye(String::new())),
@@ -818,10 +796,7 @@ mod tests {
                 "file 1 REFUSED, no space left",
                 ack(AckStatus::Refused, 0, "no space left"),
             ),
-            (
-                "payload 01 02 03 04",
-                M::Ping(Bytes::from_static(&[1, 2, 3, 4])),
-            ),
+            ("payload 01 02 03 04", M::Ping(Bytes::from_static(&[1, 2, 3, 4]))),
             (
                 "echo of the PING above",
                 M::Pong(Bytes::from_static(&[1, 2, 3, 4])),
@@ -847,21 +822,13 @@ mod tests {
 ";
 
     const VECTORS_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/frames.txt");
-    const VECTORS: &str = include_str!(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/vectors/frames.txt"
-    ));
-    const PROTOCOL_MD: &str =
-        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/protocol.md"));
+    const VECTORS: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/frames.txt"));
+    const PROTOCOL_MD: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/protocol.md"));
 
     fn render_vectors() -> String {
         let mut s = String::from(VECTORS_HEADER);
         for (meaning, m) in vector_entries() {
-            s += &format!(
-                "{} {}  # {meaning}\n",
-                kind_name(m.kind()),
-                to_hex(&enc(&m))
-            );
+            s += &format!("{} {}  # {meaning}\n", kind_name(m.kind()), to_hex(&enc(&m)));
         }
         s
     }
@@ -1145,10 +1112,7 @@ mod tests {
         // FILE_END ignores trailing bytes; FILE_BEGIN ignores other flag bits.
         assert_eq!(
             parse(KIND_FILE_END, 0, b"\x01\0\0\0\x02\0\0\0extra").unwrap(),
-            Message::FileEnd {
-                file_id: 1,
-                crc32: 2
-            }
+            Message::FileEnd { file_id: 1, crc32: 2 }
         );
         let mut begin = vec![5, 0, 0, 0];
         begin.extend_from_slice(&u64::MAX.to_le_bytes());
@@ -1189,10 +1153,7 @@ mod tests {
             panic!()
         };
         assert_eq!(kind_name(f.kind), "UNKNOWN");
-        assert_eq!(
-            Message::from_frame(f).unwrap(),
-            Message::Unknown { kind: 0x66 }
-        );
+        assert_eq!(Message::from_frame(f).unwrap(), Message::Unknown { kind: 0x66 });
     }
 
     #[test]
@@ -1217,10 +1178,7 @@ mod tests {
         let mut buf = BytesMut::from(&t[..]);
         buf.extend_from_slice(b"\xa5");
         let mut dec = FrameDecoder::new(64);
-        assert_eq!(
-            dec.decode_eof(&mut buf).unwrap(),
-            Some(good(KIND_TEXT, b"eof"))
-        );
+        assert_eq!(dec.decode_eof(&mut buf).unwrap(), Some(good(KIND_TEXT, b"eof")));
         assert_eq!(dec.decode_eof(&mut buf).unwrap(), None);
         assert!(buf.is_empty());
         assert_eq!(dec.skipped_garbage(), 1);
@@ -1321,8 +1279,7 @@ mod tests {
                     data,
                 }
             }),
-            (any::<u32>(), any::<u32>())
-                .prop_map(|(file_id, crc32)| Message::FileEnd { file_id, crc32 }),
+            (any::<u32>(), any::<u32>()).prop_map(|(file_id, crc32)| Message::FileEnd { file_id, crc32 }),
             (any::<u32>(), any::<u8>(), any::<u64>(), any::<String>()).prop_map(
                 |(file_id, status, value, detail)| Message::FileAck {
                     file_id,
@@ -1333,8 +1290,7 @@ mod tests {
             ),
             bytes_up_to(40).prop_map(Message::Ping),
             bytes_up_to(40).prop_map(Message::Pong),
-            (any::<u16>(), any::<String>())
-                .prop_map(|(code, message)| Message::Error { code, message }),
+            (any::<u16>(), any::<String>()).prop_map(|(code, message)| Message::Error { code, message }),
             any::<u8>()
                 .prop_filter("unassigned type", move |k| !known.contains(k))
                 .prop_map(|kind| Message::Unknown { kind }),

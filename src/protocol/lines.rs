@@ -106,11 +106,7 @@ mod tests {
         ];
         for a in 0..=stream.len() {
             for b in a..=stream.len() {
-                assert_eq!(
-                    decode_in_pieces(stream, &[a, b], 1024),
-                    want,
-                    "cuts {a} {b}"
-                );
+                assert_eq!(decode_in_pieces(stream, &[a, b], 1024), want, "cuts {a} {b}");
             }
         }
     }

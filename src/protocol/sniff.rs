@@ -48,15 +48,9 @@ impl FileKind {
     /// caller should wait for more bytes before deciding.
     pub fn undecided(head: &[u8]) -> bool {
         head.len() < PNG_MAGIC.len()
-            && [
-                &b"BM"[..],
-                &[0xFF, 0xD8, 0xFF],
-                PNG_MAGIC,
-                b"GIF87a",
-                b"GIF89a",
-            ]
-            .iter()
-            .any(|magic| magic.starts_with(head) || head.starts_with(magic))
+            && [&b"BM"[..], &[0xFF, 0xD8, 0xFF], PNG_MAGIC, b"GIF87a", b"GIF89a"]
+                .iter()
+                .any(|magic| magic.starts_with(head) || head.starts_with(magic))
             && FileKind::sniff(head) == FileKind::Unknown
     }
 }
@@ -136,8 +130,7 @@ impl HeadTail {
         }
         if chunk.len() >= TAIL_LEN {
             self.tail.clear();
-            self.tail
-                .extend_from_slice(&chunk[chunk.len() - TAIL_LEN..]);
+            self.tail.extend_from_slice(&chunk[chunk.len() - TAIL_LEN..]);
         } else {
             self.tail.extend_from_slice(chunk);
             let excess = self.tail.len().saturating_sub(TAIL_LEN);
@@ -207,9 +200,7 @@ mod tests {
         let short = bmp(1000, 600);
         assert_eq!(
             observe_in_chunks(&short, 64).completeness(),
-            Completeness::Truncated {
-                expected: Some(1000)
-            }
+            Completeness::Truncated { expected: Some(1000) }
         );
         assert_eq!(
             observe_in_chunks(&bmp(0, 100), 64).completeness(),
@@ -225,10 +216,7 @@ mod tests {
             Completeness::Truncated { .. }
         ));
         jpeg.extend_from_slice(&[0xFF, 0xD9, 0, 0]);
-        assert_eq!(
-            observe_in_chunks(&jpeg, 3).completeness(),
-            Completeness::Complete
-        );
+        assert_eq!(observe_in_chunks(&jpeg, 3).completeness(), Completeness::Complete);
 
         let mut png = PNG_MAGIC.to_vec();
         png.extend_from_slice(&[0; 40]);

@@ -5,7 +5,9 @@
 use std::collections::{HashMap, VecDeque};
 
 use chrono::{DateTime, Local};
-use crossterm::event::{Event as TermEvent, KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind};
+use crossterm::event::{
+    Event as TermEvent, KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind,
+};
 use ratatui::layout::{Position, Rect};
 use tui_input::Input;
 use tui_input::backend::crossterm::EventHandler;
@@ -64,7 +66,11 @@ pub enum Action {
 #[derive(Debug, Clone, PartialEq)]
 pub enum DeviceState {
     Idle,
-    Receiving { name: String, bytes: u64, size: Option<u64> },
+    Receiving {
+        name: String,
+        bytes: u64,
+        size: Option<u64>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -154,7 +160,9 @@ impl ReceivedRow {
 
     pub fn is_image(&self) -> bool {
         let lower = self.name.to_ascii_lowercase();
-        [".bmp", ".png", ".jpg", ".jpeg", ".gif"].iter().any(|e| lower.ends_with(e))
+        [".bmp", ".png", ".jpg", ".jpeg", ".gif"]
+            .iter()
+            .any(|e| lower.ends_with(e))
     }
 }
 
@@ -163,7 +171,10 @@ impl ReceivedRow {
 pub enum PreviewContent {
     Loading,
     /// The image is decoded; the event loop holds the terminal-specific encoding.
-    Image { width: u32, height: u32 },
+    Image {
+        width: u32,
+        height: u32,
+    },
     /// Not an image (or not decodable): hex and text of the first bytes.
     Hex(Vec<u8>),
     Failed(String),
@@ -301,7 +312,14 @@ impl App {
         self.selected.and_then(|c| self.conversations.get(&c))
     }
 
-    fn log(&mut self, ts: DateTime<Local>, conn: Option<ConnId>, device: &str, kind: EntryKind, text: String) {
+    fn log(
+        &mut self,
+        ts: DateTime<Local>,
+        conn: Option<ConnId>,
+        device: &str,
+        kind: EntryKind,
+        text: String,
+    ) {
         let entry = Entry {
             ts,
             conn,
@@ -350,7 +368,13 @@ impl App {
                     state: DeviceState::Idle,
                     gone_at: None,
                 });
-                self.log(ts, Some(conn), &device, EntryKind::System, format!("connected from {peer} ({protocol})"));
+                self.log(
+                    ts,
+                    Some(conn),
+                    &device,
+                    EntryKind::System,
+                    format!("connected from {peer} ({protocol})"),
+                );
                 let target_gone = self.selected_device().is_none_or(|d| d.gone_at.is_some());
                 if target_gone {
                     self.selected = Some(conn);
@@ -369,7 +393,12 @@ impl App {
                 };
                 self.log(ts, Some(conn), &device, kind, text);
             }
-            EventKind::FileStarted { conn, device, name, size } => {
+            EventKind::FileStarted {
+                conn,
+                device,
+                name,
+                size,
+            } => {
                 self.transfers.push(TransferRow {
                     conn,
                     device: device.clone(),
@@ -387,10 +416,22 @@ impl App {
                     };
                 }
                 let size = size.map_or_else(|| "size unknown".into(), human_bytes);
-                self.log(ts, Some(conn), &device, EntryKind::System, format!("sending {name} ({size})"));
+                self.log(
+                    ts,
+                    Some(conn),
+                    &device,
+                    EntryKind::System,
+                    format!("sending {name} ({size})"),
+                );
             }
-            EventKind::FileProgress { conn, name, bytes, .. } => {
-                if let Some(t) = self.transfers.iter_mut().find(|t| t.conn == conn && t.name == name) {
+            EventKind::FileProgress {
+                conn, name, bytes, ..
+            } => {
+                if let Some(t) = self
+                    .transfers
+                    .iter_mut()
+                    .find(|t| t.conn == conn && t.name == name)
+                {
                     t.bytes = bytes;
                     t.updated = ts;
                 }
@@ -420,7 +461,13 @@ impl App {
                     path: Some(path),
                 });
                 self.received_selected = 0;
-                self.log(ts, Some(conn), &device, EntryKind::System, format!("saved {name} ({})", human_bytes(size)));
+                self.log(
+                    ts,
+                    Some(conn),
+                    &device,
+                    EntryKind::System,
+                    format!("saved {name} ({})", human_bytes(size)),
+                );
             }
             EventKind::FileFailed {
                 conn,
@@ -443,7 +490,13 @@ impl App {
                     failure: Some(reason.clone()),
                     path: part,
                 });
-                self.log(ts, Some(conn), &device, EntryKind::Error, format!("{name} failed: {reason}"));
+                self.log(
+                    ts,
+                    Some(conn),
+                    &device,
+                    EntryKind::Error,
+                    format!("{name} failed: {reason}"),
+                );
             }
             EventKind::Disconnected { conn, device, reason } => {
                 self.transfers.retain(|t| t.conn != conn);
@@ -452,7 +505,13 @@ impl App {
                     d.state = DeviceState::Idle;
                     d.rate_in = 0;
                 }
-                self.log(ts, Some(conn), &device, EntryKind::System, format!("disconnected ({reason})"));
+                self.log(
+                    ts,
+                    Some(conn),
+                    &device,
+                    EntryKind::System,
+                    format!("disconnected ({reason})"),
+                );
             }
             EventKind::Error { message } => {
                 self.log(ts, None, "console", EntryKind::Error, message.clone());
@@ -523,7 +582,10 @@ impl App {
         let expired: Vec<ConnId> = self
             .devices
             .iter()
-            .filter(|d| d.gone_at.is_some_and(|t| (now - t).num_seconds() >= KEEP_DISCONNECTED_SECS))
+            .filter(|d| {
+                d.gone_at
+                    .is_some_and(|t| (now - t).num_seconds() >= KEEP_DISCONNECTED_SECS)
+            })
             .map(|d| d.conn)
             .collect();
         if !expired.is_empty() {
@@ -577,7 +639,10 @@ impl App {
         self.confirm_quit = false;
         // Overlays take keys first and close with Esc (or their own key).
         if self.show_help {
-            if matches!(key.code, KeyCode::Esc | KeyCode::F(1) | KeyCode::Char('q') | KeyCode::Char('?') | KeyCode::Enter) {
+            if matches!(
+                key.code,
+                KeyCode::Esc | KeyCode::F(1) | KeyCode::Char('q') | KeyCode::Char('?') | KeyCode::Enter
+            ) {
                 self.show_help = false;
             }
             return Vec::new();
@@ -704,12 +769,20 @@ impl App {
     fn received_key(&mut self, key: KeyEvent) -> Vec<Action> {
         let last = self.received.len().saturating_sub(1);
         match key.code {
-            KeyCode::Up | KeyCode::Char('k') => self.received_selected = self.received_selected.saturating_sub(1),
-            KeyCode::Down | KeyCode::Char('j') => self.received_selected = (self.received_selected + 1).min(last),
+            KeyCode::Up | KeyCode::Char('k') => {
+                self.received_selected = self.received_selected.saturating_sub(1)
+            }
+            KeyCode::Down | KeyCode::Char('j') => {
+                self.received_selected = (self.received_selected + 1).min(last)
+            }
             KeyCode::Home | KeyCode::Char('g') => self.received_selected = 0,
             KeyCode::End | KeyCode::Char('G') => self.received_selected = last,
             KeyCode::Enter => {
-                if let Some(path) = self.received.get(self.received_selected).and_then(|r| r.path.clone()) {
+                if let Some(path) = self
+                    .received
+                    .get(self.received_selected)
+                    .and_then(|r| r.path.clone())
+                {
                     self.preview = Some(Preview {
                         path: path.clone(),
                         content: PreviewContent::Loading,
@@ -718,7 +791,11 @@ impl App {
                 }
             }
             KeyCode::Char('y') => {
-                if let Some(path) = self.received.get(self.received_selected).and_then(|r| r.path.clone()) {
+                if let Some(path) = self
+                    .received
+                    .get(self.received_selected)
+                    .and_then(|r| r.path.clone())
+                {
                     let mut value = self.input.value().to_string();
                     if !value.is_empty() && !value.ends_with(' ') {
                         value.push(' ');
@@ -880,8 +957,10 @@ impl App {
                         }
                     }
                     Pane::Received if mouse.row >= area.y + 2 => {
-                        let offset =
-                            super::layout::list_offset(self.received_selected, area.height.saturating_sub(3) as usize);
+                        let offset = super::layout::list_offset(
+                            self.received_selected,
+                            area.height.saturating_sub(3) as usize,
+                        );
                         self.received_selected = (offset + row).min(self.received.len().saturating_sub(1));
                     }
                     _ => {}
@@ -914,7 +993,13 @@ fn common_prefix(items: &[String]) -> String {
     let first = items.first().map(String::as_str).unwrap_or("");
     let mut len = first.len();
     for item in items {
-        len = len.min(first.bytes().zip(item.bytes()).take_while(|(a, b)| a == b).count());
+        len = len.min(
+            first
+                .bytes()
+                .zip(item.bytes())
+                .take_while(|(a, b)| a == b)
+                .count(),
+        );
     }
     while !first.is_char_boundary(len) {
         len -= 1;

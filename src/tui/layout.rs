@@ -36,7 +36,8 @@ impl Panes {
     pub fn compute(area: Rect, show_log: bool) -> Panes {
         if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
             let [header, conversation, prompt] =
-                Layout::vertical([Constraint::Length(1), Constraint::Min(0), Constraint::Length(1)]).areas(area);
+                Layout::vertical([Constraint::Length(1), Constraint::Min(0), Constraint::Length(1)])
+                    .areas(area);
             return Panes {
                 tiny: true,
                 header,
@@ -55,7 +56,8 @@ impl Panes {
         .areas(area);
         let (main, log) = if show_log {
             let log_height = (body.height / 3).clamp(3, 10);
-            let [main, log] = Layout::vertical([Constraint::Min(3), Constraint::Length(log_height)]).areas(body);
+            let [main, log] =
+                Layout::vertical([Constraint::Min(3), Constraint::Length(log_height)]).areas(body);
             (main, log)
         } else {
             (body, Rect::default())
@@ -112,7 +114,16 @@ mod tests {
             let area = Rect::new(0, 0, w, h);
             for log in [false, true] {
                 let p = Panes::compute(area, log);
-                for r in [p.header, p.connections, p.conversation, p.transfers, p.received, p.log, p.prompt, p.hints] {
+                for r in [
+                    p.header,
+                    p.connections,
+                    p.conversation,
+                    p.transfers,
+                    p.received,
+                    p.log,
+                    p.prompt,
+                    p.hints,
+                ] {
                     assert!(area.union(r) == area || r.area() == 0, "{w}x{h}: {r:?}");
                 }
                 assert_eq!(p.tiny, w < MIN_WIDTH || h < MIN_HEIGHT);

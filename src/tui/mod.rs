@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::Local;
-use crossterm::event::{DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture, EventStream};
+use crossterm::event::{
+    DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture, EventStream,
+};
 use crossterm::execute;
 use futures_util::StreamExt;
 use ratatui::layout::{Rect, Size};
@@ -90,7 +92,10 @@ fn image_picker() -> Picker {
     }
     // Deprecated in favour of the query above; a typical cell size is close enough.
     #[allow(deprecated)]
-    let mut picker = Picker::from_fontsize(FontSize { width: 10, height: 20 });
+    let mut picker = Picker::from_fontsize(FontSize {
+        width: 10,
+        height: 20,
+    });
     picker.set_protocol_type(protocol);
     picker
 }
@@ -141,7 +146,11 @@ async fn event_loop(
             if let Some((img, protocol, area)) = preview_image.as_mut() {
                 let wanted = preview_inner(app.screen);
                 if *area != wanted {
-                    if let Ok(p) = picker.new_protocol(img.clone(), Size::new(wanted.width, wanted.height), Resize::Fit(None)) {
+                    if let Ok(p) = picker.new_protocol(
+                        img.clone(),
+                        Size::new(wanted.width, wanted.height),
+                        Resize::Fit(None),
+                    ) {
                         *protocol = p;
                     }
                     *area = wanted;
@@ -242,7 +251,10 @@ async fn event_loop(
                         return Ok(());
                     }
                     if quitting.is_none() {
-                        let _ = handle.commands.send(Command::Shutdown("the operator quit".into())).await;
+                        let _ = handle
+                            .commands
+                            .send(Command::Shutdown("the operator quit".into()))
+                            .await;
                         quitting = Some(Instant::now());
                     }
                 }
@@ -255,12 +267,19 @@ async fn event_loop(
 
 fn preview_inner(screen: Rect) -> Rect {
     let outer = render::preview_area(screen);
-    Rect::new(outer.x + 1, outer.y + 1, outer.width.saturating_sub(2), outer.height.saturating_sub(2))
+    Rect::new(
+        outer.x + 1,
+        outer.y + 1,
+        outer.width.saturating_sub(2),
+        outer.height.saturating_sub(2),
+    )
 }
 
 fn load_preview(path: &Path) -> Loaded {
     let lower = path.to_string_lossy().to_ascii_lowercase();
-    let is_image = [".bmp", ".png", ".jpg", ".jpeg", ".gif"].iter().any(|e| lower.ends_with(e));
+    let is_image = [".bmp", ".png", ".jpg", ".jpeg", ".gif"]
+        .iter()
+        .any(|e| lower.ends_with(e));
     let size = match std::fs::metadata(path) {
         Ok(m) => m.len(),
         Err(e) => return Loaded::Failed(e.to_string()),

@@ -81,7 +81,9 @@ impl Theme {
         let mut theme = base.cloned().unwrap_or_else(Self::blank);
         for (key, value) in &table {
             let text = value.as_str().ok_or_else(|| {
-                ConfigError(format!("bad theme {origin}: key `{key}` must be a colour in quotes, like \"cyan\""))
+                ConfigError(format!(
+                    "bad theme {origin}: key `{key}` must be a colour in quotes, like \"cyan\""
+                ))
             })?;
             let color = parse_color(text).ok_or_else(|| {
                 ConfigError(format!(
@@ -98,7 +100,9 @@ impl Theme {
         if base.is_none()
             && let Some(missing) = KEYS.iter().find(|k| !table.contains_key(**k))
         {
-            return Err(ConfigError(format!("bad theme {origin}: missing key `{missing}`")));
+            return Err(ConfigError(format!(
+                "bad theme {origin}: missing key `{missing}`"
+            )));
         }
         Ok(theme)
     }
@@ -110,7 +114,9 @@ impl Theme {
         let file: Option<PathBuf> = if looks_like_path {
             Some(PathBuf::from(name))
         } else {
-            user_dir.map(|d| d.join(format!("{name}.toml"))).filter(|p| p.exists())
+            user_dir
+                .map(|d| d.join(format!("{name}.toml")))
+                .filter(|p| p.exists())
         };
         if let Some(path) = file {
             let text = std::fs::read_to_string(&path)
@@ -122,7 +128,10 @@ impl Theme {
             None => Err(ConfigError(format!(
                 "no theme called {name:?}; built in: {}{}",
                 BUILT_IN.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
-                user_dir.map_or(String::new(), |d| format!(" (or put {name}.toml in {})", d.display()))
+                user_dir.map_or(String::new(), |d| format!(
+                    " (or put {name}.toml in {})",
+                    d.display()
+                ))
             ))),
         }
     }
@@ -164,7 +173,11 @@ impl Theme {
 
     pub fn title(&self, focused: bool) -> Style {
         let style = Style::default().fg(self.title);
-        if focused { style.add_modifier(Modifier::BOLD) } else { style }
+        if focused {
+            style.add_modifier(Modifier::BOLD)
+        } else {
+            style
+        }
     }
 
     pub fn header(&self) -> Style {
@@ -214,9 +227,14 @@ mod tests {
 
     #[test]
     fn errors_name_the_file_and_key() {
-        let e = Theme::parse("incoming = \"bluish\"", "my.toml", Some(&Theme::default_theme())).expect_err("bad colour");
-        assert!(e.0.contains("my.toml") && e.0.contains("`incoming`") && e.0.contains("bluish"), "{e}");
-        let e = Theme::parse("incomming = \"red\"", "my.toml", Some(&Theme::default_theme())).expect_err("typo");
+        let e = Theme::parse("incoming = \"bluish\"", "my.toml", Some(&Theme::default_theme()))
+            .expect_err("bad colour");
+        assert!(
+            e.0.contains("my.toml") && e.0.contains("`incoming`") && e.0.contains("bluish"),
+            "{e}"
+        );
+        let e =
+            Theme::parse("incomming = \"red\"", "my.toml", Some(&Theme::default_theme())).expect_err("typo");
         assert!(e.0.contains("unknown key `incomming`"), "{e}");
         let e = Theme::parse("incoming = 3", "my.toml", Some(&Theme::default_theme())).expect_err("number");
         assert!(e.0.contains("`incoming`"), "{e}");

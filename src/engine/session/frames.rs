@@ -82,13 +82,7 @@ impl Session {
         self.write_to_device(&out).await
     }
 
-    async fn ack(
-        &mut self,
-        file_id: u32,
-        status: AckStatus,
-        value: u64,
-        detail: String,
-    ) -> Result<(), End> {
+    async fn ack(&mut self, file_id: u32, status: AckStatus, value: u64, detail: String) -> Result<(), End> {
         self.send_message(&Message::FileAck {
             file_id,
             status,
@@ -163,8 +157,7 @@ impl Session {
         match message {
             Message::Text(text) => {
                 for piece in text.as_bytes().chunks(self.shared.settings.max_line) {
-                    self.text(Direction::In, crate::text::from_device(piece))
-                        .await;
+                    self.text(Direction::In, crate::text::from_device(piece)).await;
                 }
             }
             Message::FileBegin {
@@ -205,12 +198,7 @@ impl Session {
         if let Some(expected) = self.shared.settings.token.clone() {
             let given = hello
                 .as_ref()
-                .and_then(|pairs| {
-                    pairs
-                        .iter()
-                        .find(|(k, _)| k == "token")
-                        .map(|(_, v)| v.clone())
-                })
+                .and_then(|pairs| pairs.iter().find(|(k, _)| k == "token").map(|(_, v)| v.clone()))
                 .unwrap_or_default();
             if !constant_time_eq::constant_time_eq(given.as_bytes(), expected.as_bytes()) {
                 let _ = self
@@ -239,10 +227,7 @@ impl Session {
                     "server".into(),
                     format!("benchlink {}", env!("CARGO_PKG_VERSION")),
                 ),
-                (
-                    "max_frame".into(),
-                    self.shared.settings.max_frame.to_string(),
-                ),
+                ("max_frame".into(), self.shared.settings.max_frame.to_string()),
                 ("name".into(), self.device.clone()),
             ]))
             .await?;
@@ -261,11 +246,8 @@ impl Session {
         resume: bool,
     ) -> Result<(), End> {
         let name = sanitize(raw_name, &format!("file-{file_id}"));
-        self.drop_transfer(
-            file_id,
-            "replaced by a new FILE_BEGIN with the same file_id",
-        )
-        .await;
+        self.drop_transfer(file_id, "replaced by a new FILE_BEGIN with the same file_id")
+            .await;
         let limit = self.shared.settings.max_file_size;
         if size.is_some_and(|s| s > limit) {
             let why = format!(
@@ -320,20 +302,14 @@ impl Session {
             );
         }
         if resume {
-            self.ack(file_id, AckStatus::Resume, held, String::new())
-                .await?;
+            self.ack(file_id, AckStatus::Resume, held, String::new()).await?;
         }
         Ok(())
     }
 
     /// An interrupted `.part` of this device's file with the same name and size,
     /// not in use by another transfer.
-    async fn resumable_part(
-        &mut self,
-        name: &str,
-        size: Option<u64>,
-        resume: bool,
-    ) -> Option<PartFile> {
+    async fn resumable_part(&mut self, name: &str, size: Option<u64>, resume: bool) -> Option<PartFile> {
         if !resume {
             return None;
         }
@@ -383,12 +359,7 @@ impl Session {
         self.ack(file_id, AckStatus::Refused, 0, why).await
     }
 
-    async fn file_data(
-        &mut self,
-        file_id: u32,
-        offset: u64,
-        mut data: bytes::Bytes,
-    ) -> Result<(), End> {
+    async fn file_data(&mut self, file_id: u32, offset: u64, mut data: bytes::Bytes) -> Result<(), End> {
         let limit = self.shared.settings.max_file_size;
         let Mode::Frames(state) = &mut self.mode else {
             return Ok(());
@@ -407,9 +378,7 @@ impl Session {
             // once per gap, and drop data until it does (ZMODEM's ZRPOS).
             if *gap_reported != Some(expected) {
                 *gap_reported = Some(expected);
-                return self
-                    .ack(file_id, AckStatus::Resume, expected, "gap".into())
-                    .await;
+                return self.ack(file_id, AckStatus::Resume, expected, "gap".into()).await;
             }
             return Ok(());
         }
@@ -419,9 +388,7 @@ impl Session {
             return Ok(());
         }
         *gap_reported = None;
-        let over_size = transfer
-            .size
-            .is_some_and(|s| expected + data.len() as u64 > s);
+        let over_size = transfer.size.is_some_and(|s| expected + data.len() as u64 > s);
         if over_size || expected + data.len() as u64 > limit {
             let why = if over_size {
                 "more data than the announced size"
@@ -444,9 +411,7 @@ impl Session {
             let name = transfer.name.clone();
             self.drop_transfer(file_id, "disk error").await;
             self.disk_failure(&name, &e).await;
-            return self
-                .refuse(file_id, &name, format!("cannot store it: {e}"))
-                .await;
+            return self.refuse(file_id, &name, format!("cannot store it: {e}")).await;
         }
         if let Some(event) = progress_due(transfer) {
             let event = self.progress_event(event);
@@ -482,8 +447,7 @@ impl Session {
         let Mode::Frames(state) = &mut self.mode else {
             return Ok(());
         };
-        let Some(FrameFile::Active { transfer, meta, .. }) = state.transfers.remove(&file_id)
-        else {
+        let Some(FrameFile::Active { transfer, meta, .. }) = state.transfers.remove(&file_id) else {
             return Ok(()); // refused earlier and already answered
         };
         let part_path = transfer.part.part_path().to_path_buf();
@@ -494,12 +458,7 @@ impl Session {
             Err(e) => {
                 self.disk_failure(&name, &e).await;
                 return self
-                    .ack(
-                        file_id,
-                        AckStatus::Refused,
-                        0,
-                        format!("cannot store it: {e}"),
-                    )
+                    .ack(file_id, AckStatus::Refused, 0, format!("cannot store it: {e}"))
                     .await;
             }
         };
@@ -548,8 +507,7 @@ impl Session {
                     .unwrap_or(&path)
                     .display()
                     .to_string();
-                self.ack(file_id, AckStatus::Saved, saved_size, relative)
-                    .await
+                self.ack(file_id, AckStatus::Saved, saved_size, relative).await
             }
             None => {
                 self.ack(file_id, AckStatus::Refused, 0, "cannot store it".into())
@@ -576,10 +534,7 @@ impl Session {
             return;
         };
         let ids: Vec<u32> = state.transfers.keys().copied().collect();
-        let why = format!(
-            "interrupted ({}); kept so the device can resume it",
-            end.reason()
-        );
+        let why = format!("interrupted ({}); kept so the device can resume it", end.reason());
         for id in ids {
             self.drop_transfer(id, &why).await;
         }

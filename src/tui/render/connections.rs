@@ -66,22 +66,28 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         .selected
         .and_then(|c| app.devices.iter().position(|d| d.conn == c));
     let offset = list_offset(selected.unwrap_or(0), visible);
-    let rows = app.devices.iter().enumerate().skip(offset).take(visible).map(|(i, d)| {
-        let cells: Vec<String> = cells(d, app)
-            .into_iter()
-            .take(shown)
-            .zip(&lengths)
-            .map(|(text, n)| fit(&text, *n as usize))
-            .collect();
-        let style = if Some(i) == selected {
-            theme.selection()
-        } else if d.gone_at.is_some() {
-            theme.muted()
-        } else {
-            theme.fg(theme.foreground)
-        };
-        Row::new(cells).style(style)
-    });
+    let rows = app
+        .devices
+        .iter()
+        .enumerate()
+        .skip(offset)
+        .take(visible)
+        .map(|(i, d)| {
+            let cells: Vec<String> = cells(d, app)
+                .into_iter()
+                .take(shown)
+                .zip(&lengths)
+                .map(|(text, n)| fit(&text, *n as usize))
+                .collect();
+            let style = if Some(i) == selected {
+                theme.selection()
+            } else if d.gone_at.is_some() {
+                theme.muted()
+            } else {
+                theme.fg(theme.foreground)
+            };
+            Row::new(cells).style(style)
+        });
     let header = Row::new(COLUMNS[..shown].iter().map(|(name, _)| *name)).style(theme.title(false));
     frame.render_widget(Table::new(rows, widths).header(header).column_spacing(1), inner);
 }

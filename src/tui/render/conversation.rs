@@ -18,8 +18,10 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let whose = if app.show_all {
         "all devices".to_string()
     } else {
-        app.selected_device()
-            .map_or_else(|| "no device selected".into(), |d| for_terminal(&d.name).into_owned())
+        app.selected_device().map_or_else(
+            || "no device selected".into(),
+            |d| for_terminal(&d.name).into_owned(),
+        )
     };
     let scrolled = if app.scroll > 0 {
         format!(" ↑{} (End follows) ", app.scroll)
@@ -27,7 +29,11 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         String::new()
     };
     let (inner, bordered) = if area.height >= 3 && area.width >= 10 {
-        let block = pane_block(format!(" Conversation · {whose} {scrolled}"), app.focus == Focus::Conversation, theme);
+        let block = pane_block(
+            format!(" Conversation · {whose} {scrolled}"),
+            app.focus == Focus::Conversation,
+            theme,
+        );
         let inner = block.inner(area);
         frame.render_widget(block, area);
         (inner, true)

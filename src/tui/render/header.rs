@@ -33,7 +33,10 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             ),
             theme.muted(),
         ),
-        Span::styled(format!("rx {}", rate(app.rate_in as f64)), theme.fg(theme.incoming)),
+        Span::styled(
+            format!("rx {}", rate(app.rate_in as f64)),
+            theme.fg(theme.incoming),
+        ),
     ];
     frame.render_widget(Paragraph::new(vec![Line::from(first), Line::from(second)]), area);
 }
@@ -42,7 +45,11 @@ pub fn render_tiny(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let line = Line::from(vec![
         Span::styled("benchlink", theme.header()),
         Span::styled(
-            format!(" {} dev · rx {} · F1", app.live_devices(), rate(app.rate_in as f64)),
+            format!(
+                " {} dev · rx {} · F1",
+                app.live_devices(),
+                rate(app.rate_in as f64)
+            ),
             theme.muted(),
         ),
     ]);

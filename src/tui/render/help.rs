@@ -12,10 +12,19 @@ use crate::tui::theme::Theme;
 
 pub const KEYS: &[(&str, &str)] = &[
     ("F1, ?", "this help (? when the prompt is empty)"),
-    ("Tab / Shift-Tab", "move focus: prompt, connections, conversation, transfers, received"),
+    (
+        "Tab / Shift-Tab",
+        "move focus: prompt, connections, conversation, transfers, received",
+    ),
     ("Esc", "back to the prompt; close overlays"),
-    ("↑/↓, j/k", "move in lists; scroll the conversation; prompt history"),
-    ("Home/End, g/G", "first / last; End follows the conversation again"),
+    (
+        "↑/↓, j/k",
+        "move in lists; scroll the conversation; prompt history",
+    ),
+    (
+        "Home/End, g/G",
+        "first / last; End follows the conversation again",
+    ),
     ("PgUp/PgDn, wheel", "scroll the conversation"),
     ("Enter", "prompt: send; received: preview the file"),
     ("y", "received: put the file's path into the prompt"),

@@ -62,7 +62,11 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, image: Option<&Protocol
 fn pane_block<'a>(title: impl Into<Line<'a>>, focused: bool, theme: &Theme) -> Block<'a> {
     Block::new()
         .borders(Borders::ALL)
-        .border_type(if focused { BorderType::Thick } else { BorderType::Plain })
+        .border_type(if focused {
+            BorderType::Thick
+        } else {
+            BorderType::Plain
+        })
         .border_style(theme.border(focused))
         .title(title.into().style(theme.title(focused)))
 }
@@ -81,14 +85,22 @@ fn fit(text: &str, width: usize) -> String {
 }
 
 fn key_hint<'a>(key: &'a str, what: &'a str, theme: &Theme) -> Vec<Span<'a>> {
-    vec![Span::styled(key, theme.key()), Span::styled(format!(" {what}  "), theme.muted())]
+    vec![
+        Span::styled(key, theme.key()),
+        Span::styled(format!(" {what}  "), theme.muted()),
+    ]
 }
 
 /// A centered rectangle of at most `width` x `height` inside `area`.
 fn centered(area: Rect, width: u16, height: u16) -> Rect {
     let w = width.min(area.width);
     let h = height.min(area.height);
-    Rect::new(area.x + (area.width - w) / 2, area.y + (area.height - h) / 2, w, h)
+    Rect::new(
+        area.x + (area.width - w) / 2,
+        area.y + (area.height - h) / 2,
+        w,
+        h,
+    )
 }
 
 fn duration_short(secs: i64) -> String {
@@ -103,7 +115,6 @@ fn duration_short(secs: i64) -> String {
 fn rate(bytes_per_sec: f64) -> String {
     format!("{}/s", super::app::human_bytes(bytes_per_sec.max(0.0) as u64))
 }
-
 
 #[cfg(test)]
 mod tests;

@@ -18,12 +18,18 @@ pub fn render_reply(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     };
     let lines: Vec<Line> = text
         .lines()
-        .map(|l| Line::from(Span::styled(for_terminal(l).into_owned(), theme.fg(theme.foreground))))
+        .map(|l| {
+            Line::from(Span::styled(
+                for_terminal(l).into_owned(),
+                theme.fg(theme.foreground),
+            ))
+        })
         .collect();
     let width = text.lines().map(|l| l.chars().count()).max().unwrap_or(20) as u16 + 4;
     let popup = centered(area, width.max(30), lines.len() as u16 + 2);
     frame.render_widget(Clear, popup);
-    let block = pane_block(format!(" {} · Esc closes ", for_terminal(command)), true, theme).style(theme.base());
+    let block =
+        pane_block(format!(" {} · Esc closes ", for_terminal(command)), true, theme).style(theme.base());
     frame.render_widget(Paragraph::new(lines).block(block), popup);
 }
 
@@ -74,11 +80,20 @@ fn hex_line<'a>(offset: usize, chunk: &[u8], per_line: usize, theme: &Theme) -> 
     let hex: String = chunk.iter().map(|b| format!("{b:02x} ")).collect();
     let text: String = chunk
         .iter()
-        .map(|&b| if b.is_ascii_graphic() || b == b' ' { b as char } else { '.' })
+        .map(|&b| {
+            if b.is_ascii_graphic() || b == b' ' {
+                b as char
+            } else {
+                '.'
+            }
+        })
         .collect();
     Line::from(vec![
         Span::styled(format!("{offset:08x}  "), theme.muted()),
-        Span::styled(format!("{hex:<width$} ", width = per_line * 3), theme.fg(theme.foreground)),
+        Span::styled(
+            format!("{hex:<width$} ", width = per_line * 3),
+            theme.fg(theme.foreground),
+        ),
         Span::styled(text, theme.fg(theme.system)),
     ])
 }

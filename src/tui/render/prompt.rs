@@ -12,7 +12,11 @@ use crate::tui::theme::Theme;
 
 pub fn render_notice(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     if let Some(notice) = &app.notice {
-        let style = if notice.ok { theme.fg(theme.ok) } else { theme.fg(theme.error) };
+        let style = if notice.ok {
+            theme.fg(theme.ok)
+        } else {
+            theme.fg(theme.error)
+        };
         let text = fit(&for_terminal(&notice.text), area.width as usize);
         frame.render_widget(Paragraph::new(Span::styled(text, style)), area);
     } else if let Some(reason) = &app.stopped {
@@ -39,8 +43,15 @@ pub fn render_prompt(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let label = fit(&label, label_width);
     let room = (inner.width as usize).saturating_sub(label_width + 1);
     let scroll = app.input.visual_scroll(room);
-    let value: String = for_terminal(app.input.value()).chars().skip(scroll).take(room).collect();
-    let line = Line::from(vec![Span::styled(label, theme.fg(theme.prompt)), Span::styled(value, theme.fg(theme.foreground))]);
+    let value: String = for_terminal(app.input.value())
+        .chars()
+        .skip(scroll)
+        .take(room)
+        .collect();
+    let line = Line::from(vec![
+        Span::styled(label, theme.fg(theme.prompt)),
+        Span::styled(value, theme.fg(theme.foreground)),
+    ]);
     frame.render_widget(Paragraph::new(line), inner);
     if focused && !app.show_help && app.preview.is_none() && app.overlay.is_none() {
         let x = inner.x + (label_width + app.input.visual_cursor().saturating_sub(scroll)) as u16;
@@ -52,7 +63,11 @@ pub fn render_hints(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let mut spans = Vec::new();
     spans.extend(key_hint("F1", "help", theme));
     spans.extend(key_hint("Tab", "focus", theme));
-    spans.extend(key_hint("F2", if app.show_all { "one device" } else { "all devices" }, theme));
+    spans.extend(key_hint(
+        "F2",
+        if app.show_all { "one device" } else { "all devices" },
+        theme,
+    ));
     spans.extend(key_hint("F3", "log", theme));
     spans.extend(key_hint("PgUp/PgDn", "scroll", theme));
     spans.extend(key_hint("Ctrl-C", "quit", theme));

@@ -14,7 +14,11 @@ use crate::tui::theme::Theme;
 pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let focused = app.focus == Focus::Received;
     let hint = if focused { " Enter preview · y path " } else { "" };
-    let block = pane_block(format!(" Received ({}){hint}", app.received.len()), focused, theme);
+    let block = pane_block(
+        format!(" Received ({}){hint}", app.received.len()),
+        focused,
+        theme,
+    );
     let inner = block.inner(area);
     frame.render_widget(block, area);
     if app.received.is_empty() {
@@ -33,34 +37,44 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             Constraint::Length(7),
         ]
     } else {
-        vec![Constraint::Length(name_width), Constraint::Length(10), Constraint::Length(7)]
+        vec![
+            Constraint::Length(name_width),
+            Constraint::Length(10),
+            Constraint::Length(7),
+        ]
     };
     let visible = inner.height.saturating_sub(1) as usize;
     let selected = app.received_selected.min(app.received.len().saturating_sub(1));
     let offset = list_offset(selected, visible);
-    let rows = app.received.iter().enumerate().skip(offset).take(visible).map(|(i, r)| {
-        let (status, status_style) = match &r.failure {
-            None => ("saved", theme.fg(theme.ok)),
-            Some(_) => ("failed", theme.fg(theme.error)),
-        };
-        let name = fit(&for_terminal(&r.name), name_width as usize);
-        let mut cells = vec![];
-        if wide {
-            cells.push(Span::raw(r.time.clone()));
-            cells.push(Span::raw(fit(&for_terminal(&r.device), 12)));
-        }
-        cells.push(Span::raw(name));
-        cells.push(Span::raw(human_bytes(r.size)));
-        cells.push(Span::styled(status, status_style));
-        let row = Row::new(cells);
-        if focused && i == selected {
-            row.style(theme.selection())
-        } else if i == selected {
-            row.style(theme.border(false))
-        } else {
-            row.style(theme.fg(theme.foreground))
-        }
-    });
+    let rows = app
+        .received
+        .iter()
+        .enumerate()
+        .skip(offset)
+        .take(visible)
+        .map(|(i, r)| {
+            let (status, status_style) = match &r.failure {
+                None => ("saved", theme.fg(theme.ok)),
+                Some(_) => ("failed", theme.fg(theme.error)),
+            };
+            let name = fit(&for_terminal(&r.name), name_width as usize);
+            let mut cells = vec![];
+            if wide {
+                cells.push(Span::raw(r.time.clone()));
+                cells.push(Span::raw(fit(&for_terminal(&r.device), 12)));
+            }
+            cells.push(Span::raw(name));
+            cells.push(Span::raw(human_bytes(r.size)));
+            cells.push(Span::styled(status, status_style));
+            let row = Row::new(cells);
+            if focused && i == selected {
+                row.style(theme.selection())
+            } else if i == selected {
+                row.style(theme.border(false))
+            } else {
+                row.style(theme.fg(theme.foreground))
+            }
+        });
     let header: Vec<&str> = if wide {
         vec!["Time", "Device", "Name", "Size", "Status"]
     } else {

@@ -19,11 +19,19 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     if inner.height == 0 {
         return;
     }
-    let chart_height = if inner.height >= 8 { 4 } else if inner.height >= 4 { 2 } else { 0 };
-    let [bars, chart] =
-        Layout::vertical([Constraint::Min(0), Constraint::Length(chart_height)]).areas(inner);
+    let chart_height = if inner.height >= 8 {
+        4
+    } else if inner.height >= 4 {
+        2
+    } else {
+        0
+    };
+    let [bars, chart] = Layout::vertical([Constraint::Min(0), Constraint::Length(chart_height)]).areas(inner);
     if app.transfers.is_empty() {
-        frame.render_widget(Paragraph::new(Span::styled("no transfer in progress", theme.muted())), bars);
+        frame.render_widget(
+            Paragraph::new(Span::styled("no transfer in progress", theme.muted())),
+            bars,
+        );
     } else {
         let slots = (bars.height / 2).max(1) as usize;
         for (i, t) in app.transfers.iter().take(slots).enumerate() {
@@ -47,7 +55,9 @@ fn label<'a>(t: &TransferRow, width: usize, theme: &Theme) -> Line<'a> {
         Some(size) => format!("{}/{}", human_bytes(t.bytes), human_bytes(size)),
         None => human_bytes(t.bytes),
     };
-    let eta = t.eta_secs().map_or(String::new(), |s| format!(" ETA {}", duration_short(s as i64)));
+    let eta = t
+        .eta_secs()
+        .map_or(String::new(), |s| format!(" ETA {}", duration_short(s as i64)));
     let tail = format!(" {amount} {}{eta}", rate(t.rate()));
     let name = format!("{} {}", for_terminal(&t.device), for_terminal(&t.name));
     let room = width.saturating_sub(tail.chars().count());
@@ -76,7 +86,13 @@ fn render_bar(frame: &mut Frame, area: Rect, t: &TransferRow, app: &App, theme: 
             let block = (width / 6).max(1);
             let pos = (app.now.timestamp() as usize * 3) % width.max(1);
             let bar: String = (0..width)
-                .map(|i| if (i + width - pos) % width < block { '█' } else { '░' })
+                .map(|i| {
+                    if (i + width - pos) % width < block {
+                        '█'
+                    } else {
+                        '░'
+                    }
+                })
                 .collect();
             frame.render_widget(Paragraph::new(Span::styled(bar, theme.fg(theme.gauge))), area);
         }
@@ -85,20 +101,42 @@ fn render_bar(frame: &mut Frame, area: Rect, t: &TransferRow, app: &App, theme: 
 
 fn render_history(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let selected = app.selected_device();
-    let rows = if selected.is_some() && area.height >= 4 { 2 } else { 1 };
+    let rows = if selected.is_some() && area.height >= 4 {
+        2
+    } else {
+        1
+    };
     let parts = Layout::vertical(vec![Constraint::Ratio(1, rows); rows as usize]).split(area);
     let mut draw = |area: Rect, title: String, data: Vec<u64>| {
         let [label, spark] = Layout::horizontal([Constraint::Length(20), Constraint::Min(1)]).areas(area);
-        frame.render_widget(Paragraph::new(Span::styled(fit(&title, 19), theme.muted())), label);
+        frame.render_widget(
+            Paragraph::new(Span::styled(fit(&title, 19), theme.muted())),
+            label,
+        );
         let width = spark.width as usize;
         let data: Vec<u64> = data.iter().rev().take(width).rev().copied().collect();
-        frame.render_widget(Sparkline::default().data(&data).style(theme.fg(theme.sparkline)), spark);
+        frame.render_widget(
+            Sparkline::default().data(&data).style(theme.fg(theme.sparkline)),
+            spark,
+        );
     };
-    draw(parts[0], format!("all {}", rate(app.rate_in as f64)), app.history_all.iter().copied().collect());
+    draw(
+        parts[0],
+        format!("all {}", rate(app.rate_in as f64)),
+        app.history_all.iter().copied().collect(),
+    );
     if rows == 2
         && let Some(d) = selected
     {
-        let history = app.history_device.get(&d.conn).map(|h| h.iter().copied().collect()).unwrap_or_default();
-        draw(parts[1], format!("{} {}", for_terminal(&d.name), rate(d.rate_in as f64)), history);
+        let history = app
+            .history_device
+            .get(&d.conn)
+            .map(|h| h.iter().copied().collect())
+            .unwrap_or_default();
+        draw(
+            parts[1],
+            format!("{} {}", for_terminal(&d.name), rate(d.rate_in as f64)),
+            history,
+        );
     }
 }
