@@ -44,8 +44,37 @@ pub fn for_terminal(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Control characters and bidi controls: never shown raw, never in a file name.
+pub fn is_unsafe_for_terminal(c: char) -> bool {
+    needs_escape(c)
+}
+
 fn needs_escape(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}')
+    c.is_control()
+        || matches!(
+            c,
+            '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{061c}'
+        )
+}
+
+/// Cuts text into pieces of at most `max_bytes` (at least one character each),
+/// never inside a character.
+pub fn pieces(text: &str, max_bytes: usize) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let mut cut = max_bytes.max(1).min(rest.len());
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        if cut == 0 {
+            cut = rest.chars().next().map_or(rest.len(), char::len_utf8);
+        }
+        let (piece, tail) = rest.split_at(cut);
+        out.push(piece);
+        rest = tail;
+    }
+    out
 }
 
 #[cfg(test)]
@@ -56,6 +85,14 @@ mod tests {
     fn invalid_utf8_is_escaped_not_dropped() {
         assert_eq!(from_device(b"ok\xff\xfe!"), "ok\\xff\\xfe!");
         assert_eq!(from_device("héllo".as_bytes()), "héllo");
+    }
+
+    #[test]
+    fn pieces_never_split_a_character() {
+        assert_eq!(pieces("ééééé", 5), ["éé", "éé", "é"]);
+        assert_eq!(pieces("abc", 1), ["a", "b", "c"]);
+        assert_eq!(pieces("€", 1), ["€"]);
+        assert!(pieces("", 4).is_empty());
     }
 
     #[test]

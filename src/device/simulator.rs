@@ -104,6 +104,7 @@ async fn capture(link: &mut FrameLink, captures: &mut u32) -> bool {
     }
     let result = link.send_file(n, &path, &name, false).await;
     let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_dir(&dir);
     match result {
         Ok(FileOutcome::Saved { size, path }) => {
             println!(

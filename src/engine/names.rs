@@ -13,7 +13,8 @@ pub fn sanitize(raw: &str, fallback: &str) -> String {
     let cleaned: String = last
         .chars()
         .map(|c| {
-            if c.is_control() || matches!(c, ':' | '*' | '?' | '"' | '<' | '>' | '|') {
+            if crate::text::is_unsafe_for_terminal(c) || matches!(c, ':' | '*' | '?' | '"' | '<' | '>' | '|')
+            {
                 '_'
             } else {
                 c

@@ -682,8 +682,9 @@ impl Session {
 
     /// Device text longer than `--max-line` is shown in pieces.
     async fn text_in_capped(&mut self, bytes: &[u8]) {
-        for piece in bytes.chunks(self.shared.settings.max_line) {
-            self.text_in(piece).await;
+        let text = from_device(bytes);
+        for piece in crate::text::pieces(&text, self.shared.settings.max_line) {
+            self.text(Direction::In, piece.to_string()).await;
         }
     }
 
@@ -711,6 +712,9 @@ impl Session {
         self.finish_cf_file(&end).await;
         self.keep_frame_transfers(&end).await;
         self.shared.journal.forget(&self.device).await;
+        // Gone from the list before `disconnected` is told, so a device that
+        // reconnects at once gets its name back.
+        self.shared.registry().remove(self.conn);
         if self.announced {
             self.shared
                 .emit(EventKind::Disconnected {

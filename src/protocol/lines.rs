@@ -31,24 +31,33 @@ impl LineDecoder {
             }
         }
         while !data.is_empty() {
+            if self.buf.len() >= self.max_line {
+                // The buffer is full: the next byte tells a whole line (its LF, or
+                // the CR of a CRLF) from one that must be cut.
+                match data[0] {
+                    b'\n' => {
+                        data = &data[1..];
+                        self.emit_line(out);
+                    }
+                    b'\r' if self.buf.len() == self.max_line => {
+                        self.buf.extend_from_slice(b"\r");
+                        data = &data[1..];
+                    }
+                    _ => self.emit_piece(out),
+                }
+                continue;
+            }
             let room = self.max_line - self.buf.len();
             let window = &data[..data.len().min(room)];
             match window.iter().position(|&b| b == b'\n') {
                 Some(i) => {
                     self.buf.extend_from_slice(&window[..i]);
                     data = &data[i + 1..];
-                    let mut line = self.buf.split();
-                    if line.last() == Some(&b'\r') {
-                        line.truncate(line.len() - 1);
-                    }
-                    out.push(line.freeze());
+                    self.emit_line(out);
                 }
                 None => {
                     self.buf.extend_from_slice(window);
                     data = &data[window.len()..];
-                    if self.buf.len() == self.max_line {
-                        out.push(self.buf.split().freeze());
-                    }
                 }
             }
         }
@@ -56,6 +65,27 @@ impl LineDecoder {
             // An idle connection should not keep a large buffer alive.
             self.buf = BytesMut::new();
         }
+    }
+
+    fn emit_line(&mut self, out: &mut Vec<Bytes>) {
+        let mut line = self.buf.split();
+        if line.last() == Some(&b'\r') {
+            line.truncate(line.len() - 1);
+        }
+        out.push(line.freeze());
+    }
+
+    /// Cuts an overlong line: `max_line` bytes, or fewer so a UTF-8 character that
+    /// straddles the cut stays whole in the next piece.
+    fn emit_piece(&mut self, out: &mut Vec<Bytes>) {
+        let mut cut = self.max_line.min(self.buf.len());
+        if let Err(e) = std::str::from_utf8(&self.buf[..cut])
+            && e.error_len().is_none()
+            && e.valid_up_to() > 0
+        {
+            cut = e.valid_up_to();
+        }
+        out.push(self.buf.split_to(cut).freeze());
     }
 
     pub fn has_partial(&self) -> bool {
@@ -119,6 +149,24 @@ mod tests {
     }
 
     #[test]
+    fn a_line_of_exactly_max_line_is_kept_whole_in_every_split() {
+        let stream = b"0123456789abcdef\n0123456789abcde\r\nend\n";
+        let want: Vec<&[u8]> = vec![b"0123456789abcdef", b"0123456789abcde", b"end"];
+        for a in 0..=stream.len() {
+            for b in a..=stream.len() {
+                assert_eq!(decode_in_pieces(stream, &[a, b], 16), want, "cuts {a} {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn cutting_keeps_utf8_characters_whole() {
+        let got = decode_in_pieces("ééé\nend\n".as_bytes(), &[], 5);
+        let want: Vec<&[u8]> = vec!["éé".as_bytes(), "é".as_bytes(), b"end"];
+        assert_eq!(got, want);
+    }
+
+    #[test]
     fn partial_line_then_crlf_completion_makes_no_empty_line() {
         let mut dec = LineDecoder::new(64);
         let mut out = Vec::new();
@@ -141,7 +189,8 @@ mod tests {
             for c in &chunks {
                 dec.push(c, &mut out);
                 total_in += c.len();
-                prop_assert!(dec.buf.len() < max);
+                // A full line may wait for one more byte (its CR) to learn where it ends.
+                prop_assert!(dec.buf.len() <= max + 1);
             }
             out.extend(dec.take_partial());
             for line in &out {

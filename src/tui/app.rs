@@ -279,9 +279,14 @@ impl App {
         }
     }
 
+    /// Newest first. The selection stays on the same file, unless it was on the
+    /// newest, which it then follows.
     fn push_received(&mut self, row: ReceivedRow) {
         self.received.push_front(row);
         self.received.truncate(KEEP_RECEIVED);
+        if self.received_selected > 0 {
+            self.received_selected = (self.received_selected + 1).min(self.received.len() - 1);
+        }
     }
 
     pub fn device(&self, conn: ConnId) -> Option<&DeviceRow> {
@@ -460,7 +465,6 @@ impl App {
                     failure: None,
                     path: Some(path),
                 });
-                self.received_selected = 0;
                 self.log(
                     ts,
                     Some(conn),
@@ -636,7 +640,10 @@ impl App {
             self.notice = None;
             return Vec::new();
         }
-        self.confirm_quit = false;
+        if self.confirm_quit {
+            self.confirm_quit = false;
+            self.notice = None;
+        }
         // Overlays take keys first and close with Esc (or their own key).
         if self.show_help {
             if matches!(
@@ -952,11 +959,11 @@ impl App {
                                 .unwrap_or(0),
                             area.height.saturating_sub(3) as usize,
                         );
-                        if mouse.row >= area.y + 2 {
+                        if mouse.row >= area.y + 2 && mouse.row + 1 < area.bottom() {
                             return self.select_index(offset + row);
                         }
                     }
-                    Pane::Received if mouse.row >= area.y + 2 => {
+                    Pane::Received if mouse.row >= area.y + 2 && mouse.row + 1 < area.bottom() => {
                         let offset = super::layout::list_offset(
                             self.received_selected,
                             area.height.saturating_sub(3) as usize,
@@ -1010,3 +1017,6 @@ fn common_prefix(items: &[String]) -> String {
 pub fn human_bytes(n: u64) -> String {
     humansize::format_size(n, humansize::BINARY)
 }
+#[cfg(test)]
+#[path = "app_tests.rs"]
+mod tests;

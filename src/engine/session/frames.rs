@@ -156,8 +156,8 @@ impl Session {
         }
         match message {
             Message::Text(text) => {
-                for piece in text.as_bytes().chunks(self.shared.settings.max_line) {
-                    self.text(Direction::In, crate::text::from_device(piece)).await;
+                for piece in crate::text::pieces(&text, self.shared.settings.max_line) {
+                    self.text(Direction::In, piece.to_string()).await;
                 }
             }
             Message::FileBegin {
@@ -370,7 +370,15 @@ impl Session {
             ..
         }) = state.transfers.get_mut(&file_id)
         else {
-            return Ok(()); // unknown or refused file: dropped
+            // A refused file's data is dropped quietly (it was answered). An unknown
+            // file_id means its FILE_BEGIN was lost: say so once, so the device can
+            // start the file again instead of waiting for an answer.
+            if !state.transfers.contains_key(&file_id) {
+                state.transfers.insert(file_id, FrameFile::Refused);
+                let detail = "unknown file_id (its FILE_BEGIN was lost?): send FILE_BEGIN again".to_string();
+                return self.ack(file_id, AckStatus::Refused, 0, detail).await;
+            }
+            return Ok(());
         };
         let expected = transfer.part.len();
         if offset > expected {
@@ -395,7 +403,8 @@ impl Session {
             } else {
                 "larger than --max-file-size"
             };
-            let value = transfer.size.unwrap_or(limit);
+            // SIZE_MISMATCH says where the console is (what it holds); REFUSED carries 0.
+            let value = if over_size { expected } else { 0 };
             self.drop_transfer(file_id, why).await;
             if let Mode::Frames(state) = &mut self.mode {
                 state.transfers.insert(file_id, FrameFile::Refused);
