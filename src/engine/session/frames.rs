@@ -373,8 +373,8 @@ impl Session {
             // A refused file's data is dropped quietly (it was answered). An unknown
             // file_id means its FILE_BEGIN was lost: say so once, so the device can
             // start the file again instead of waiting for an answer.
-            if !state.transfers.contains_key(&file_id) {
-                state.transfers.insert(file_id, FrameFile::Refused);
+            if let std::collections::hash_map::Entry::Vacant(entry) = state.transfers.entry(file_id) {
+                entry.insert(FrameFile::Refused);
                 let detail = "unknown file_id (its FILE_BEGIN was lost?): send FILE_BEGIN again".to_string();
                 return self.ack(file_id, AckStatus::Refused, 0, detail).await;
             }
