@@ -595,7 +595,10 @@ fn the_arabic_letter_mark_never_reaches_a_cell() {
 fn the_log_pane_escapes_device_names() {
     use tracing_subscriber::layer::SubscriberExt;
     let device = crate::engine::names::sanitize("cam\u{202e}gpj.exe", "device");
-    assert!(!device.contains('\u{202e}'), "sanitize strips bidi controls: {device:?}");
+    assert!(
+        !device.contains('\u{202e}'),
+        "sanitize strips bidi controls: {device:?}"
+    );
     let subscriber = tracing_subscriber::registry().with(tui_logger::TuiTracingSubscriberLayer);
     tracing::subscriber::with_default(subscriber, || {
         // As in engine/session/frames.rs.
