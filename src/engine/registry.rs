@@ -1,6 +1,6 @@
 //! Who is connected: names, numbers, counters and each session's command channel.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -56,6 +56,10 @@ impl Device {
 pub struct Registry {
     devices: BTreeMap<ConnId, Device>,
     last_conn: ConnId,
+    /// Live names, so naming the 10,000th connection from one IP stays cheap.
+    names: HashMap<String, ConnId>,
+    /// Per base name, the lowest `#n` suffix that may be free.
+    next_suffix: HashMap<String, u32>,
 }
 
 impl Registry {
@@ -69,7 +73,7 @@ impl Registry {
     ) -> (ConnId, String) {
         self.last_conn += 1;
         let conn = self.last_conn;
-        let name = self.free_name(base);
+        let name = self.claim_name(base, conn);
         self.devices.insert(
             conn,
             Device {
@@ -86,23 +90,40 @@ impl Registry {
         (conn, name)
     }
 
-    fn free_name(&self, base: &str) -> String {
-        let taken = |n: &str| self.devices.values().any(|d| d.name == n);
-        if !taken(base) {
-            return base.to_string();
+    /// `base` if free, else the lowest free `base#n` (n >= 2), marked as taken.
+    fn claim_name(&mut self, base: &str, conn: ConnId) -> String {
+        let name = if !self.names.contains_key(base) {
+            base.to_string()
+        } else {
+            let mut n = self.next_suffix.get(base).copied().unwrap_or(2);
+            while self.names.contains_key(&format!("{base}#{n}")) {
+                n += 1;
+            }
+            self.next_suffix.insert(base.to_string(), n + 1);
+            format!("{base}#{n}")
+        };
+        self.names.insert(name.clone(), conn);
+        name
+    }
+
+    fn release_name(&mut self, name: &str) {
+        self.names.remove(name);
+        if let Some((base, n)) = name.rsplit_once('#')
+            && let Ok(n) = n.parse::<u32>()
+            && let Some(next) = self.next_suffix.get_mut(base)
+        {
+            *next = (*next).min(n);
         }
-        (2..)
-            .map(|i| format!("{base}#{i}"))
-            .find(|n| !taken(n))
-            .unwrap_or_else(|| base.to_string())
     }
 
     /// Renames a connection to what the device calls itself (`#2`... if live already).
     pub fn rename(&mut self, conn: ConnId, base: &str) -> Option<String> {
-        let mut device = self.devices.remove(&conn)?;
-        device.name = self.free_name(base);
-        let name = device.name.clone();
-        self.devices.insert(conn, device);
+        let old = self.devices.get(&conn)?.name.clone();
+        self.release_name(&old);
+        let name = self.claim_name(base, conn);
+        if let Some(device) = self.devices.get_mut(&conn) {
+            device.name = name.clone();
+        }
         Some(name)
     }
 
@@ -114,7 +135,9 @@ impl Registry {
     }
 
     pub fn remove(&mut self, conn: ConnId) -> Option<Device> {
-        self.devices.remove(&conn)
+        let device = self.devices.remove(&conn)?;
+        self.release_name(&device.name);
+        Some(device)
     }
 
     /// Connected devices that have been announced, oldest first.
@@ -129,8 +152,9 @@ impl Registry {
     /// By exact name, then by connection number.
     pub fn find(&self, key: &str) -> Option<&Device> {
         let key = key.trim();
-        self.live()
-            .find(|d| d.name == key)
+        self.names
+            .get(key)
+            .and_then(|c| self.get(*c))
             .or_else(|| key.parse::<ConnId>().ok().and_then(|c| self.get(c)))
     }
 }
@@ -160,9 +184,16 @@ mod tests {
         r.remove(c1);
         let (c4, n4) = add(&mut r, "10.0.0.2", 1003);
         assert_eq!(n4, "10.0.0.2");
+        let (c5, n5) = add(&mut r, "10.0.0.2", 1004);
+        assert_eq!(n5, "10.0.0.2#4");
         assert!(c4 > c1, "connection numbers are never reused");
         assert_eq!(r.find("10.0.0.2#3").map(|d| d.peer.port()), Some(1002));
         assert_eq!(r.find(&c4.to_string()).map(|d| d.name.as_str()), Some("10.0.0.2"));
         assert!(r.find("nobody").is_none());
+        // A freed suffix is used again.
+        let two = r.find("10.0.0.2#2").map(|d| d.conn).expect("#2 live");
+        r.remove(two);
+        assert_eq!(add(&mut r, "10.0.0.2", 1005).1, "10.0.0.2#2");
+        let _ = c5;
     }
 }

@@ -200,6 +200,8 @@ pub struct App {
     pub lan: Vec<String>,
     pub dir: String,
     pub devices: Vec<DeviceRow>,
+    /// Where each connection is in `devices`: events for 10,000 devices stay cheap.
+    device_index: HashMap<ConnId, usize>,
     /// The selected device: the prompt's target.
     pub selected: Option<ConnId>,
     pub conversations: HashMap<ConnId, VecDeque<Entry>>,
@@ -241,6 +243,7 @@ impl App {
             lan: Vec::new(),
             dir: String::new(),
             devices: Vec::new(),
+            device_index: HashMap::new(),
             selected: None,
             conversations: HashMap::new(),
             all: VecDeque::new(),
@@ -290,11 +293,17 @@ impl App {
     }
 
     pub fn device(&self, conn: ConnId) -> Option<&DeviceRow> {
-        self.devices.iter().find(|d| d.conn == conn)
+        self.device_index.get(&conn).and_then(|&i| self.devices.get(i))
     }
 
     fn device_mut(&mut self, conn: ConnId) -> Option<&mut DeviceRow> {
-        self.devices.iter_mut().find(|d| d.conn == conn)
+        let i = *self.device_index.get(&conn)?;
+        self.devices.get_mut(i)
+    }
+
+    /// The row of `conn` in the connections list.
+    pub fn device_position(&self, conn: ConnId) -> Option<usize> {
+        self.device_index.get(&conn).copied()
     }
 
     pub fn selected_device(&self) -> Option<&DeviceRow> {
@@ -361,6 +370,7 @@ impl App {
                 peer,
                 protocol,
             } => {
+                self.device_index.insert(conn, self.devices.len());
                 self.devices.push(DeviceRow {
                     conn,
                     name: device.clone(),
@@ -594,6 +604,12 @@ impl App {
             .collect();
         if !expired.is_empty() {
             self.devices.retain(|d| !expired.contains(&d.conn));
+            self.device_index = self
+                .devices
+                .iter()
+                .enumerate()
+                .map(|(i, d)| (d.conn, i))
+                .collect();
             for conn in &expired {
                 self.history_device.remove(conn);
                 if self.selected == Some(*conn) {
@@ -739,10 +755,7 @@ impl App {
         if self.devices.is_empty() {
             return Vec::new();
         }
-        let current = self
-            .selected
-            .and_then(|c| self.devices.iter().position(|d| d.conn == c))
-            .unwrap_or(0) as isize;
+        let current = self.selected.and_then(|c| self.device_position(c)).unwrap_or(0) as isize;
         let next = (current + step).clamp(0, self.devices.len() as isize - 1) as usize;
         self.select_index(next)
     }
@@ -954,9 +967,7 @@ impl App {
                 match pane {
                     Pane::Connections => {
                         let offset = super::layout::list_offset(
-                            self.selected
-                                .and_then(|c| self.devices.iter().position(|d| d.conn == c))
-                                .unwrap_or(0),
+                            self.selected.and_then(|c| self.device_position(c)).unwrap_or(0),
                             area.height.saturating_sub(3) as usize,
                         );
                         if mouse.row >= area.y + 2 && mouse.row + 1 < area.bottom() {

@@ -62,9 +62,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         })
         .collect();
     let visible = inner.height.saturating_sub(1) as usize;
-    let selected = app
-        .selected
-        .and_then(|c| app.devices.iter().position(|d| d.conn == c));
+    let selected = app.selected.and_then(|c| app.device_position(c));
     let offset = list_offset(selected.unwrap_or(0), visible);
     let rows = app
         .devices
