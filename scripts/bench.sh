@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Measures benchlink's data path and idle memory against a raw copy. Not a test:
 # numbers depend on the machine. Usage: scripts/bench.sh [SIZE_MIB] [IDLE_DEVICES]
+# (SIZE_MIB 0 skips the transfers, IDLE_DEVICES 0 the idle devices.)
 # Needs socat and python3. Prints one line per measurement.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,7 @@ rate() { python3 -c "import sys; s=float(sys.argv[2])-float(sys.argv[1]); print(
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_for() { for _ in $(seq 600); do grep -q "$1" "$2" 2>/dev/null && return 0; sleep 0.05; done; echo "timed out waiting for $1" >&2; return 1; }
 
+if [ "$size_mib" -gt 0 ]; then
 echo "== ${size_mib} MiB over loopback =="
 # Baseline: socat with 256 KiB buffers into the page cache.
 port=$(free_port)
@@ -36,7 +38,7 @@ t0=$(now); { printf f; sleep 0.2; cat "$file"; } | socat -b 262144 -u - TCP:127.
 wait_for file_saved "$work/cf.log"; t2=$(now)
 echo "benchlink cf, bytes received:   $(rate "$t0" "$t1") (incl. a 0.2 s pause after the marker)"
 echo "benchlink cf, saved + fsynced:  $(rate "$t0" "$t2")"
-cmp -s "$file" "$work"/cf/127.0.0.1/*.bin && echo "benchlink cf: byte-identical" || echo "benchlink cf: DIFFERS"
+if cmp -s "$file" "$work"/cf/127.0.0.1/*.*; then echo "benchlink cf: byte-identical"; else echo "benchlink cf: DIFFERS"; ls -la "$work"/cf/127.0.0.1/; grep -v progress "$work/cf.log" | tail -3; fi
 kill $console; wait $console 2>/dev/null || true
 
 # Native frames with benchlink send (CRC both ends, 256 KiB frames), until FILE_ACK SAVED.
@@ -49,6 +51,9 @@ echo "benchlink frames, acked saved:  $(rate "$t0" "$t1") (incl. fsync and the s
 cmp -s "$file" "$work/fr/bench/payload.bin" && echo "benchlink frames: byte-identical" || echo "benchlink frames: DIFFERS"
 kill $console; wait $console 2>/dev/null || true
 
+fi
+
+[ "$idle" -gt 0 ] || exit 0
 echo "== $idle idle devices =="
 for proto in lines auto; do
   port=$(free_port)

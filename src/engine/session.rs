@@ -90,7 +90,8 @@ pub(super) async fn run(
         cf_file: CfFile::None,
     };
     let end = session.serve(listen).await;
-    session.close(end).await;
+    // Boxed: rare, large futures must not size every idle connection's task.
+    Box::pin(session.close(end)).await;
     guard.closed = true;
 }
 
@@ -223,7 +224,7 @@ impl Session {
                 auto_deadline = Some(Instant::now() + self.shared.settings.auto_delay);
                 Ok(())
             }
-            ListenProtocol::Cf => self.start_cf(false).await,
+            ListenProtocol::Cf => Box::pin(self.start_cf(false)).await,
             ListenProtocol::Lines => {
                 self.start_lines().await;
                 Ok(())
@@ -240,7 +241,7 @@ impl Session {
                 _ = self.shared.cancel.cancelled() => return End::Stopped,
                 command = self.commands.recv() => match command {
                     Some(SessionCommand::Send(text)) => {
-                        if let Err(end) = self.send_command(&text).await {
+                        if let Err(end) = Box::pin(self.send_command(&text)).await {
                             return end;
                         }
                     }
@@ -254,7 +255,8 @@ impl Session {
                         Ok(None) => {}
                         Ok(Some(0)) => return End::DeviceClosed,
                         Ok(Some(_)) => {
-                            if let Err(end) = self.on_readable().await {
+                            // Boxed so the idle task stays small (10,000 devices).
+                            if let Err(end) = Box::pin(self.on_readable()).await {
                                 return end;
                             }
                         }
@@ -266,15 +268,15 @@ impl Session {
                     auto_deadline = None;
                     if matches!(self.mode, Mode::Undecided) {
                         if self.shared.settings.token.is_some() {
-                            return self.refuse_unauthenticated("cf").await;
+                            return Box::pin(self.refuse_unauthenticated("cf")).await;
                         }
-                        if let Err(end) = self.start_cf(true).await {
+                        if let Err(end) = Box::pin(self.start_cf(true)).await {
                             return end;
                         }
                     }
                 }
                 _ = sleep_until(partial_deadline.unwrap_or(far)), if partial_deadline.is_some() => {
-                    self.flush_partial_line().await;
+                    Box::pin(self.flush_partial_line()).await;
                 }
             }
         }
@@ -285,8 +287,20 @@ impl Session {
     fn read_once(&mut self) -> io::Result<Option<usize>> {
         let busy =
             !matches!(self.cf_file, CfFile::None) || matches!(&self.mode, Mode::Frames(f) if f.receiving());
-        self.buf.reserve(if busy { READ_LARGE } else { READ_SMALL });
-        match self.stream.try_read_buf(&mut self.buf) {
+        let read = if busy {
+            // A file is arriving: large reads straight into a buffer whose chunks go
+            // to disk without a copy.
+            self.buf.reserve(READ_LARGE);
+            self.stream.try_read_buf(&mut self.buf)
+        } else {
+            // Texts: read on the stack and keep only what arrived, so short messages
+            // from thousands of devices never leave large buffers behind.
+            let mut scratch = [0u8; READ_SMALL];
+            self.stream
+                .try_read(&mut scratch)
+                .inspect(|&n| self.buf.extend_from_slice(&scratch[..n]))
+        };
+        match read {
             Ok(n) => {
                 self.stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
                 Ok(Some(n))
