@@ -477,11 +477,12 @@ fn list_text(devices: &[DeviceInfo], target: Option<ConnId>) -> String {
     if devices.is_empty() {
         return "no device is connected".into();
     }
+    // Compact enough for an 80-column terminal; `*` marks the target.
     let mut text = format!("{} device(s) connected:", devices.len());
     for d in devices {
         let mark = if Some(d.conn) == target { "*" } else { " " };
         text.push_str(&format!(
-            "\n {mark}#{:<4} {:<20} {:<6} {:<22} {:>6}s  in {:>10}  out {:>10}",
+            "\n{mark}#{} {} {} {} up {}s in {} out {}",
             d.conn,
             d.device,
             d.protocol,

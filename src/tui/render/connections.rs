@@ -15,8 +15,8 @@ use crate::tui::theme::Theme;
 const COLUMNS: &[(&str, u16)] = &[
     ("Device", 14),
     ("State", 12),
-    ("Rate", 10),
-    ("Proto", 5),
+    ("Rate", 11),
+    ("Proto", 6),
     ("Up", 7),
     ("Rx", 10),
     ("Tx", 10),
@@ -95,8 +95,9 @@ fn cells(d: &DeviceRow, app: &App) -> Vec<String> {
         (_, Some(t)) => format!("gone {}", duration_short((app.now - t).num_seconds())),
         (DeviceState::Idle, None) => "idle".into(),
         (DeviceState::Receiving { name, bytes, size }, None) => match size {
-            Some(s) if *s > 0 => format!("recv {} {}%", for_terminal(name), bytes * 100 / s),
-            _ => format!("recv {} {}", for_terminal(name), human_bytes(*bytes)),
+            // The number first: a narrow column cuts the name, not the progress.
+            Some(s) if *s > 0 => format!("{}% {}", bytes * 100 / s, for_terminal(name)),
+            _ => format!("{} {}", human_bytes(*bytes), for_terminal(name)),
         },
     };
     let up = d.gone_at.unwrap_or(app.now) - d.since;

@@ -42,7 +42,11 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     };
     let Some(entries) = app.visible_conversation() else {
         if bordered {
-            let hint = "Select a device (Tab to Connections, ↑/↓) or press F2 for all devices.";
+            let hint = if app.devices.is_empty() {
+                "No device yet. Point a board at an address above."
+            } else {
+                "Select a device (↑/↓ in Connections), or F2 for all."
+            };
             frame.render_widget(Paragraph::new(Span::styled(hint, theme.muted())), inner);
         }
         return;
@@ -69,6 +73,7 @@ fn line<'a>(e: &Entry, show_device: bool, width: usize, theme: &Theme) -> Line<'
         EntryKind::Out => ("▸ ".to_string(), theme.fg(theme.outgoing)),
         EntryKind::System if show_device => (format!("* {device} "), theme.fg(theme.system)),
         EntryKind::System => ("* ".to_string(), theme.fg(theme.system)),
+        EntryKind::Error if show_device => (format!("! {device}: "), theme.fg(theme.error)),
         EntryKind::Error => ("! ".to_string(), theme.fg(theme.error)),
     };
     let room = width.saturating_sub(ts.chars().count() + marker.chars().count());

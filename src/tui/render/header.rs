@@ -11,15 +11,15 @@ use crate::tui::app::{App, human_bytes};
 use crate::tui::theme::Theme;
 
 pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+    // First what a board's AT+CIPSTART needs: each listener's protocol and the
+    // addresses to reach it (LAN addresses for a wildcard listener).
     let mut first = vec![Span::styled(" benchlink ", theme.header()), Span::raw(" ")];
     for (addr, protocol) in &app.listeners {
         first.push(Span::styled(format!("{protocol} "), theme.muted()));
-        first.push(Span::styled(format!("{addr}  "), theme.fg(theme.title)));
-    }
-    let lan = lan_addresses(app);
-    if !lan.is_empty() {
-        first.push(Span::styled("LAN ", theme.muted()));
-        first.push(Span::styled(lan.join(" "), theme.fg(theme.foreground)));
+        first.push(Span::styled(
+            format!("{}  ", reachable_at(addr, app).join(" ")),
+            theme.fg(theme.title),
+        ));
     }
     let second = vec![
         Span::styled(" files ", theme.muted()),
@@ -56,18 +56,18 @@ pub fn render_tiny(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     frame.render_widget(Paragraph::new(line), area);
 }
 
-/// What a board's `AT+CIPSTART` needs: this machine's LAN addresses with each
-/// wildcard listener's port (a listener on one address shows that address).
-fn lan_addresses(app: &App) -> Vec<String> {
-    let mut out = Vec::new();
-    for (addr, _) in &app.listeners {
-        let Some((host, port)) = addr.rsplit_once(':') else {
-            continue;
-        };
-        if host == "0.0.0.0" || host == "[::]" {
-            out.extend(app.lan.iter().map(|ip| format!("{ip}:{port}")));
-        }
+/// Where a board reaches a listener: this machine's LAN addresses with the port for
+/// a wildcard listener (the first two, then a count), else its own address.
+fn reachable_at(addr: &str, app: &App) -> Vec<String> {
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return vec![addr.to_string()];
+    };
+    if !(host == "0.0.0.0" || host == "[::]") || app.lan.is_empty() {
+        return vec![addr.to_string()];
     }
-    out.dedup();
+    let mut out: Vec<String> = app.lan.iter().take(2).map(|ip| format!("{ip}:{port}")).collect();
+    if app.lan.len() > 2 {
+        out.push(format!("(+{})", app.lan.len() - 2));
+    }
     out
 }

@@ -12,10 +12,7 @@ use crate::tui::theme::Theme;
 
 pub const KEYS: &[(&str, &str)] = &[
     ("F1, ?", "this help (? when the prompt is empty)"),
-    (
-        "Tab / Shift-Tab",
-        "move focus: prompt, connections, conversation, transfers, received",
-    ),
+    ("Tab / Shift-Tab", "move focus between the prompt and the panes"),
     ("Esc", "back to the prompt; close overlays"),
     (
         "↑/↓, j/k",

@@ -34,7 +34,13 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, image: Option<&Protocol
     if panes.tiny {
         header::render_tiny(frame, panes.header, app, theme);
         conversation::render(frame, panes.conversation, app, theme);
+        // The last answer takes the conversation's bottom row: errors stay visible.
+        if app.notice.is_some() && panes.conversation.height > 0 {
+            let c = panes.conversation;
+            prompt::render_notice(frame, Rect::new(c.x, c.bottom() - 1, c.width, 1), app, theme);
+        }
         prompt::render_prompt(frame, panes.prompt, app, theme);
+        render_overlays(frame, area, app, theme, image);
         return;
     }
     header::render(frame, panes.header, app, theme);
@@ -48,6 +54,11 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, image: Option<&Protocol
     prompt::render_notice(frame, panes.notice, app, theme);
     prompt::render_prompt(frame, panes.prompt, app, theme);
     prompt::render_hints(frame, panes.hints, app, theme);
+    render_overlays(frame, area, app, theme, image);
+}
+
+/// Overlays capture keys, so they are drawn at every size, clipped if need be.
+fn render_overlays(frame: &mut Frame, area: Rect, app: &App, theme: &Theme, image: Option<&Protocol>) {
     if app.preview.is_some() {
         overlay::render_preview(frame, area, app, theme, image);
     } else if app.overlay.is_some() {

@@ -13,7 +13,7 @@ use crate::tui::theme::Theme;
 
 pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let focused = app.focus == Focus::Received;
-    let hint = if focused { " Enter preview · y path " } else { "" };
+    let hint = if focused { " Enter preview · y path " } else { " " };
     let block = pane_block(
         format!(" Received ({}){hint}", app.received.len()),
         focused,
@@ -26,7 +26,17 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         return;
     }
     let wide = inner.width >= 60;
-    let fixed = if wide { 11 + 12 + 10 + 7 + 4 } else { 10 + 7 + 2 };
+    // Wide: the status column takes what the name leaves, so a failure says why.
+    let status_width = if wide {
+        (inner.width.saturating_sub(11 + 12 + 10 + 4) / 3).max(7)
+    } else {
+        7
+    };
+    let fixed = if wide {
+        11 + 12 + 10 + status_width + 4
+    } else {
+        10 + 7 + 2
+    };
     let name_width = inner.width.saturating_sub(fixed).max(6);
     let widths: Vec<Constraint> = if wide {
         vec![
@@ -34,7 +44,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             Constraint::Length(12),
             Constraint::Length(name_width),
             Constraint::Length(10),
-            Constraint::Length(7),
+            Constraint::Length(status_width),
         ]
     } else {
         vec![
@@ -54,8 +64,12 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         .take(visible)
         .map(|(i, r)| {
             let (status, status_style) = match &r.failure {
-                None => ("saved", theme.fg(theme.ok)),
-                Some(_) => ("failed", theme.fg(theme.error)),
+                None => ("saved".to_string(), theme.fg(theme.ok)),
+                Some(why) if wide => (
+                    fit(&format!("failed: {}", for_terminal(why)), status_width as usize),
+                    theme.fg(theme.error),
+                ),
+                Some(_) => ("failed".to_string(), theme.fg(theme.error)),
             };
             let name = fit(&for_terminal(&r.name), name_width as usize);
             let mut cells = vec![];

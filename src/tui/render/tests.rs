@@ -241,7 +241,7 @@ fn list_reply() -> String {
     let mut text = String::from("2 device(s) connected:");
     for (mark, conn, device, protocol, peer, secs, rx, tx) in rows {
         text.push_str(&format!(
-            "\n {mark}#{conn:<4} {device:<20} {protocol:<6} {peer:<22} {secs:>6}s  in {rx:>10}  out {tx:>10}"
+            "\n{mark}#{conn} {device} {protocol} {peer} up {secs}s in {rx} out {tx}"
         ));
     }
     text
@@ -774,7 +774,7 @@ fn the_cursor_follows_the_input() {
 /// On a small terminal F1 (or `?`) opens help: keys are then captured by it, so it
 /// has to be visible.
 #[test]
-#[ignore = "BUG: below 40x12 help, /list replies and previews are never drawn, yet they capture keys"]
+
 fn help_is_visible_on_a_small_terminal() {
     let mut app = busy_console();
     app.show_help = true;
@@ -786,7 +786,7 @@ fn help_is_visible_on_a_small_terminal() {
 /// In the all-devices view every entry names its device; an error about a file
 /// (such as a failed transfer) must too, or the operator cannot tell whose it was.
 #[test]
-#[ignore = "BUG: conversation.rs draws EntryKind::Error as '! text' even in the all-devices view, without the device"]
+
 fn the_all_view_names_the_device_of_an_error() {
     let mut app = busy_console();
     app.show_all = true;

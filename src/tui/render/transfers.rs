@@ -58,8 +58,14 @@ fn label<'a>(t: &TransferRow, width: usize, theme: &Theme) -> Line<'a> {
     let eta = t
         .eta_secs()
         .map_or(String::new(), |s| format!(" ETA {}", duration_short(s as i64)));
-    let tail = format!(" {amount} {}{eta}", rate(t.rate()));
     let name = format!("{} {}", for_terminal(&t.device), for_terminal(&t.name));
+    // The name comes first: what is shown after it shrinks to leave it room.
+    let full = format!(" {amount} {}{eta}", rate(t.rate()));
+    let tail = if width.saturating_sub(full.chars().count()) >= 16 {
+        full
+    } else {
+        format!(" {amount}")
+    };
     let room = width.saturating_sub(tail.chars().count());
     Line::from(vec![
         Span::styled(fit(&name, room), theme.fg(theme.foreground)),
