@@ -4,13 +4,15 @@ use std::collections::VecDeque;
 use std::path::Path;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc;
 
-use crate::protocol::frames::{AckStatus, DEFAULT_MAX_FRAME, Decoded, FrameDecoder, Message};
+use crate::protocol::frames::{
+    AckStatus, DEFAULT_MAX_FRAME, Decoded, FrameDecoder, Message, file_data_parts,
+};
 
 /// How long a device waits for the console to answer a HELLO or a FILE_END.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -148,9 +150,6 @@ impl FrameLink {
             .await
             .map_err(|e| format!("cannot read {shown}: {e}"))?
             .len();
-        let crc = file_crc32(path)
-            .await
-            .map_err(|e| format!("cannot read {shown}: {e}"))?;
         let io = |e: std::io::Error| format!("connection lost while sending {name}: {e}");
         self.send(&Message::FileBegin {
             file_id,
@@ -175,6 +174,17 @@ impl FrameLink {
         let chunk_len = (self.max_frame.saturating_sub(12)).clamp(1, 256 * 1024);
         let mut chunk = vec![0u8; chunk_len];
         let mut rewinds = 0;
+        // The whole file's CRC-32, computed as the data goes out (each byte once,
+        // in order; a rewind re-sends bytes already counted). A resume starts
+        // past bytes never read here: those are counted first.
+        let mut crc = crc32fast::Hasher::new();
+        let mut counted = 0u64;
+        if offset > 0 {
+            crc = file_crc32_prefix(path, offset)
+                .await
+                .map_err(|e| format!("cannot read {shown}: {e}"))?;
+            counted = offset;
+        }
         loop {
             // Answers that arrived meanwhile: a rewind, or the end of this file.
             while let Ok(message) = self.incoming.try_recv() {
@@ -207,17 +217,30 @@ impl FrameLink {
                 file.read_exact(&mut chunk[..want])
                     .await
                     .map_err(|e| format!("cannot read {shown}: {e}"))?;
-                self.send(&Message::FileData {
-                    file_id,
-                    offset,
-                    data: Bytes::copy_from_slice(&chunk[..want]),
-                })
-                .await
-                .map_err(io)?;
-                offset += want as u64;
+                let data = &chunk[..want];
+                let end = offset + want as u64;
+                if (offset..end).contains(&counted) {
+                    crc.update(&data[(counted - offset) as usize..]);
+                    counted = end;
+                }
+                // Header, data, trailer: the chunk goes out without another copy.
+                let (head, tail) = file_data_parts(file_id, offset, data);
+                for part in [&head[..], data, &tail[..]] {
+                    self.writer.write_all(part).await.map_err(io)?;
+                }
+                offset = end;
                 continue;
             }
-            self.send(&Message::FileEnd { file_id, crc32: crc })
+            let crc32 = if counted == size {
+                crc.clone().finalize()
+            } else {
+                // Only if the console moved us past bytes we never sent (it should not).
+                file_crc32_prefix(path, size)
+                    .await
+                    .map_err(|e| format!("cannot read {shown}: {e}"))?
+                    .finalize()
+            };
+            self.send(&Message::FileEnd { file_id, crc32 })
                 .await
                 .map_err(io)?;
             match self.wait_ack(file_id).await? {
@@ -291,16 +314,18 @@ fn outcome_of(message: Message) -> FileOutcome {
     }
 }
 
-async fn file_crc32(path: &Path) -> std::io::Result<u32> {
+/// CRC-32 state over the first `len` bytes of a file.
+async fn file_crc32_prefix(path: &Path, len: u64) -> std::io::Result<crc32fast::Hasher> {
     let path = path.to_path_buf();
     tokio::task::spawn_blocking(move || {
-        let mut file = std::fs::File::open(path)?;
+        let file = std::fs::File::open(path)?;
+        let mut reader = std::io::Read::take(file, len);
         let mut hasher = crc32fast::Hasher::new();
         let mut buf = vec![0u8; 1 << 20];
         loop {
-            let n = std::io::Read::read(&mut file, &mut buf)?;
+            let n = std::io::Read::read(&mut reader, &mut buf)?;
             if n == 0 {
-                return Ok(hasher.finalize());
+                return Ok(hasher);
             }
             hasher.update(&buf[..n]);
         }
@@ -323,6 +348,92 @@ async fn next_decoded(
         match reader.read_buf(buf).await {
             Ok(0) | Err(_) => return None,
             Ok(_) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// A console that asks for a rewind in the middle of a file and checks the
+    /// FILE_END CRC against the bytes it kept.
+    async fn rewinding_console(listener: TcpListener, rewind_at_frame: usize) -> (Vec<u8>, u32) {
+        let (stream, _) = listener.accept().await.expect("accept");
+        let (mut reader, mut writer) = stream.into_split();
+        let mut decoder = FrameDecoder::new(DEFAULT_MAX_FRAME);
+        let mut buf = BytesMut::new();
+        let mut held = Vec::new();
+        let mut data_frames = 0;
+        let mut size = 0;
+        let mut out = BytesMut::new();
+        while let Some(Decoded::Frame(frame)) = next_decoded(&mut reader, &mut decoder, &mut buf).await {
+            out.clear();
+            match Message::from_frame(frame).expect("valid") {
+                Message::Hello(_) => {
+                    Message::Welcome(vec![("max_frame".into(), "4096".into())]).encode(&mut out)
+                }
+                Message::FileBegin { size: s, .. } => size = s.unwrap_or(0) as usize,
+                Message::FileData { offset, data, .. } => {
+                    data_frames += 1;
+                    if offset as usize == held.len() {
+                        held.extend_from_slice(&data);
+                    }
+                    if data_frames == rewind_at_frame {
+                        // Pretend everything after 1000 bytes was lost.
+                        held.truncate(1000);
+                        let rewind = Message::FileAck {
+                            file_id: 1,
+                            status: AckStatus::Resume,
+                            value: 1000,
+                            detail: "gap".into(),
+                        };
+                        rewind.encode(&mut out);
+                    }
+                }
+                // Like the console: a FILE_END while a rewind is on its way is ignored.
+                Message::FileEnd { .. } if held.len() < size => {}
+                Message::FileEnd { crc32, .. } => {
+                    let saved = Message::FileAck {
+                        file_id: 1,
+                        status: AckStatus::Saved,
+                        value: held.len() as u64,
+                        detail: "x".into(),
+                    };
+                    saved.encode(&mut out);
+                    writer.write_all(&out).await.expect("write");
+                    return (held, crc32);
+                }
+                _ => {}
+            }
+            writer.write_all(&out).await.expect("write");
+        }
+        panic!("the device went away");
+    }
+
+    #[tokio::test]
+    async fn a_rewind_mid_file_resends_from_there_and_the_crc_covers_the_whole_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f.bin");
+        let content: Vec<u8> = (0..50_000u32).map(|i| (i * 7 % 253) as u8).collect();
+        std::fs::write(&path, &content).expect("write");
+        for rewind_at in [2, 5, 13] {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let addr = listener.local_addr().expect("addr").to_string();
+            let console = tokio::spawn(rewinding_console(listener, rewind_at));
+            let mut link = FrameLink::connect(&addr, "t", None, &[]).await.expect("connect");
+            assert_eq!(link.max_frame, 4096);
+            let outcome = link.send_file(1, &path, "f.bin", false).await.expect("sent");
+            assert!(matches!(outcome, FileOutcome::Saved { .. }), "{outcome:?}");
+            let (held, crc) = console.await.expect("console");
+            assert!(
+                held == content,
+                "rewind at frame {rewind_at}: {} of {} bytes",
+                held.len(),
+                content.len()
+            );
+            assert_eq!(crc, crc32fast::hash(&content));
         }
     }
 }

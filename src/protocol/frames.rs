@@ -158,6 +158,32 @@ fn encode_parts(kind: u8, flags: u8, parts: &[&[u8]], out: &mut BytesMut) {
     out.put_u32_le(hasher.finalize());
 }
 
+/// Bytes of a FILE_DATA frame before its data: header, file_id, offset.
+pub const FILE_DATA_HEAD_LEN: usize = HEADER_LEN + 12;
+
+/// A FILE_DATA frame around `data` without copying it: send `head`, then `data`,
+/// then `tail`. Large-file senders use this instead of [`Message::encode`].
+pub fn file_data_parts(
+    file_id: u32,
+    offset: u64,
+    data: &[u8],
+) -> ([u8; FILE_DATA_HEAD_LEN], [u8; TRAILER_LEN]) {
+    let len = u32::try_from(12 + data.len()).expect("frame payload longer than u32::MAX bytes");
+    let mut head = [0u8; FILE_DATA_HEAD_LEN];
+    head[0..2].copy_from_slice(&MAGIC);
+    head[2] = KIND_FILE_DATA;
+    head[3] = 0;
+    head[4..8].copy_from_slice(&len.to_le_bytes());
+    let hcrc = CRC16.checksum(&head[2..8]);
+    head[8..10].copy_from_slice(&hcrc.to_le_bytes());
+    head[10..14].copy_from_slice(&file_id.to_le_bytes());
+    head[14..22].copy_from_slice(&offset.to_le_bytes());
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&head[HEADER_LEN..]);
+    hasher.update(data);
+    (head, hasher.finalize().to_le_bytes())
+}
+
 fn le_u16(b: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([b[at], b[at + 1]])
 }
@@ -1406,5 +1432,25 @@ mod tests {
             prop_assert_eq!(got, msgs);
             prop_assert_eq!(dec.skipped_garbage(), 0);
         }
+    }
+}
+
+#[cfg(test)]
+mod file_data_parts_tests {
+    use super::*;
+
+    #[test]
+    fn parts_equal_the_encoded_message() {
+        let data: Vec<u8> = (0..5000u32).map(|i| (i * 31 % 251) as u8).collect();
+        let mut want = BytesMut::new();
+        Message::FileData {
+            file_id: 7,
+            offset: 123_456_789,
+            data: Bytes::from(data.clone()),
+        }
+        .encode(&mut want);
+        let (head, tail) = file_data_parts(7, 123_456_789, &data);
+        let got = [&head[..], &data, &tail].concat();
+        assert_eq!(got, want.to_vec());
     }
 }
