@@ -467,3 +467,31 @@ fn a_slow_transfer_reports_progress() {
     // At most one per 250 ms.
     assert!(progress.len() <= 4, "{progress:?}");
 }
+
+/// A client that closes without reading the greeting makes its TCP stack reset
+/// the connection and drop what it had not sent: a file without a length can
+/// then be cut short, so it is kept as `.part` and reported, never "saved".
+#[test]
+fn a_reset_connection_keeps_a_file_without_length_as_part() {
+    let mut c = Console::start(&["--listen", "cf://127.0.0.1:0"]);
+    let mut stream = std::net::TcpStream::connect(c.addr()).unwrap();
+    let connected = c.wait_event("connected", &[]);
+    // The greeting is now waiting, unread, in this client's receive buffer.
+    std::thread::sleep(Duration::from_millis(200));
+    use std::io::Write;
+    stream.write_all(b"f").unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    stream.write_all(&Rng::new(21).bytes(200_000)).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    drop(stream); // close with unread data: RST
+    let failed = c.wait_event_within("file_failed", &[("conn", connected["conn"].clone())], WAIT_FILE);
+    let reason = failed["reason"].as_str().unwrap();
+    assert!(reason.contains("reset"), "{failed}");
+    let part = PathBuf::from(failed["part"].as_str().unwrap());
+    assert!(
+        part.exists() && part.to_string_lossy().ends_with(".part"),
+        "{failed}"
+    );
+    let gone = c.wait_event("disconnected", &[("conn", connected["conn"].clone())]);
+    assert!(gone["reason"].as_str().unwrap().contains("reset"), "{gone}");
+}

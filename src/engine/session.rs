@@ -130,8 +130,8 @@ enum Mode {
 /// Why a session ended.
 enum End {
     DeviceClosed,
-    /// The device closed with unread data (its stack sends a reset): for the data
-    /// it sent, that is the same as a close.
+    /// The device closed with unread data: its stack sends a reset and drops what
+    /// it had not sent yet.
     DeviceReset,
     Kicked,
     Stopped,
@@ -496,8 +496,13 @@ impl Session {
             }
             CfFile::Active(t) => match (t.observed.completeness(), end) {
                 (Completeness::Complete, _) => self.save(t, false).await,
-                (Completeness::EndedByClose, End::DeviceClosed | End::DeviceReset) => {
-                    self.save(t, true).await
+                (Completeness::EndedByClose, End::DeviceClosed) => self.save(t, true).await,
+                // A reset (the device closed without reading what the console sent it,
+                // such as the greeting) makes its TCP stack drop what it had not sent
+                // yet: the end of a file without a length may be missing.
+                (Completeness::EndedByClose, End::DeviceReset) => {
+                    let reason = "the connection was reset (the device closed without reading what the console sent, so its last bytes may be lost)".to_string();
+                    self.keep_failed(t, reason).await;
                 }
                 (Completeness::Truncated { expected }, _) => {
                     let kind = t.observed.kind().extension().to_ascii_uppercase();
