@@ -225,9 +225,9 @@ impl FrameLink {
                 }
                 // Header, data, trailer: the chunk goes out without another copy.
                 let (head, tail) = file_data_parts(file_id, offset, data);
-                for part in [&head[..], data, &tail[..]] {
-                    self.writer.write_all(part).await.map_err(io)?;
-                }
+                write_all_vectored(&mut self.writer, &[&head[..], data, &tail[..]])
+                    .await
+                    .map_err(io)?;
                 offset = end;
                 continue;
             }
@@ -312,6 +312,31 @@ fn outcome_of(message: Message) -> FileOutcome {
             detail: format!("unexpected answer: {other:?}"),
         },
     }
+}
+
+/// Writes the parts as one frame: one `writev` where possible, so a header does
+/// not leave as a tiny packet of its own (the socket has TCP_NODELAY).
+async fn write_all_vectored(writer: &mut OwnedWriteHalf, parts: &[&[u8]]) -> std::io::Result<()> {
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    let mut done = 0;
+    while done < total {
+        let mut skip = done;
+        let mut slices = Vec::with_capacity(parts.len());
+        for part in parts {
+            if skip >= part.len() {
+                skip -= part.len();
+                continue;
+            }
+            slices.push(std::io::IoSlice::new(&part[skip..]));
+            skip = 0;
+        }
+        let n = writer.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        done += n;
+    }
+    Ok(())
 }
 
 /// CRC-32 state over the first `len` bytes of a file.
