@@ -283,6 +283,14 @@ fn check_saved(c: &mut Console, ack: &Ack, device: &str, data: &[u8]) -> PathBuf
 }
 
 /// `.part` files and their sidecars under `dir`.
+/// Everything in --dir but the history file the console creates at start.
+fn written_by_devices(dir: &Path) -> Vec<PathBuf> {
+    walk(dir)
+        .into_iter()
+        .filter(|p| !p.ends_with("received.jsonl"))
+        .collect()
+}
+
 fn leftovers(dir: &Path) -> Vec<PathBuf> {
     if !dir.exists() {
         return Vec::new();
@@ -1068,7 +1076,7 @@ fn a_token_console_refuses_frames_without_the_right_token_and_writes_nothing() {
     assert!(no_event(&mut c, "connected", Duration::from_millis(100)).is_none());
     assert!(no_event(&mut c, "text", Duration::ZERO).is_none());
     assert!(no_event(&mut c, "file_started", Duration::ZERO).is_none());
-    let written = walk(c.dir());
+    let written = written_by_devices(c.dir());
     assert!(written.is_empty(), "a refused device wrote {written:?}");
 
     let mut d = Dev::connect(c.addr());
@@ -1365,7 +1373,7 @@ fn benchlink_send_fails_when_the_console_refuses_it() {
         );
         assert!(!String::from_utf8_lossy(&out.stdout).contains("saved f.bin"));
     }
-    assert!(walk(c.dir()).is_empty(), "{:?}", walk(c.dir()));
+    assert!(written_by_devices(c.dir()).is_empty(), "{:?}", walk(c.dir()));
     // The right token works.
     let out = run_to_exit(
         &["send", "--to", &addr, "--token", "right", "--id", "x", file_arg],
@@ -1439,4 +1447,125 @@ fn benchlink_device_answers_commands_and_captures_a_bmp() {
     device.0.kill().unwrap();
     device.0.wait().unwrap();
     c.wait_event("disconnected", &[("device", "cam".into())]);
+}
+
+/// The review's scenarios: a rewound frame lost again, an unknown-size file with a
+/// gap, too many open files, and names that collide with the console's own files.
+#[test]
+fn a_rewound_frame_lost_again_is_asked_for_again_at_file_end() {
+    let mut c = Console::start(PATIENT);
+    let mut d = Dev::connect(c.addr());
+    d.hello("noisy", &[]);
+    const K: usize = 1024;
+    let data = Rng::new(31).bytes(6 * K);
+    let frame = |i: usize| Message::FileData {
+        file_id: 1,
+        offset: (i * K) as u64,
+        data: Bytes::copy_from_slice(&data[i * K..(i + 1) * K]),
+    };
+    let crc = crc32fast::hash(&data);
+    d.begin(1, Some(data.len() as u64), "noisy.bin", false);
+    d.send(&frame(0));
+    d.send_raw(&damaged(&frame(1)));
+    d.send(&frame(2));
+    let first = acks(&d.sync());
+    assert_eq!(
+        (first.len(), first[0].status, first[0].value),
+        (1, AckStatus::Resume, K as u64)
+    );
+    // The rewind's first frame is damaged again; the rest and FILE_END follow.
+    d.send_raw(&damaged(&frame(1)));
+    for i in 2..6 {
+        d.send(&frame(i));
+    }
+    d.end(1, crc);
+    let again = acks(&d.sync());
+    assert_eq!(
+        again.len(),
+        1,
+        "FILE_END with bytes missing is always answered: {again:?}"
+    );
+    assert_eq!((again[0].status, again[0].value), (AckStatus::Resume, K as u64));
+    for i in 1..6 {
+        d.send(&frame(i));
+    }
+    d.end(1, crc);
+    let ack = d.ack(WAIT);
+    check_saved(&mut c, &ack, "noisy", &data);
+}
+
+#[test]
+fn an_unknown_size_file_with_a_gap_is_repaired_not_failed() {
+    let mut c = Console::start(PATIENT);
+    let mut d = Dev::connect(c.addr());
+    d.hello("nosize", &[]);
+    let data = Rng::new(32).bytes(3000);
+    let frame = |from: usize, to: usize| Message::FileData {
+        file_id: 1,
+        offset: from as u64,
+        data: Bytes::copy_from_slice(&data[from..to]),
+    };
+    d.begin(1, None, "stream.bin", false);
+    d.send(&frame(0, 1000));
+    d.send_raw(&damaged(&frame(1000, 2000)));
+    d.send(&frame(2000, 3000));
+    d.end(1, crc32fast::hash(&data));
+    let answered = acks(&d.sync());
+    assert!(
+        answered.iter().all(|a| a.status == AckStatus::Resume),
+        "{answered:?}"
+    );
+    assert!(answered.iter().any(|a| a.value == 1000), "{answered:?}");
+    d.send(&frame(1000, 2000));
+    d.send(&frame(2000, 3000));
+    d.end(1, crc32fast::hash(&data));
+    let ack = d.ack(WAIT);
+    check_saved(&mut c, &ack, "nosize", &data);
+}
+
+#[test]
+fn a_connection_may_hold_only_a_few_files_open() {
+    let mut c = Console::start(PATIENT);
+    let mut d = Dev::connect(c.addr());
+    d.hello("hog", &[]);
+    for id in 1..=20u32 {
+        d.begin(id, Some(10), &format!("f{id}.bin"), false);
+    }
+    let answered = acks(&d.sync());
+    let refused: Vec<u32> = answered
+        .iter()
+        .filter(|a| a.status == AckStatus::Refused)
+        .map(|a| a.file_id)
+        .collect();
+    assert_eq!(refused, (9..=20).collect::<Vec<_>>(), "{answered:?}");
+    // An open one still completes.
+    d.data(1, 0, b"0123456789");
+    d.end(1, crc32fast::hash(b"0123456789"));
+    let ack = d.ack(WAIT);
+    check_saved(&mut c, &ack, "hog", b"0123456789");
+}
+
+#[test]
+fn the_consoles_own_file_names_are_never_taken_by_devices() {
+    let mut c = Console::start(PATIENT);
+    let mut d = Dev::connect(c.addr());
+    d.hello("cam", &[]);
+    let ack = d.upload(1, "conversation.log", b"DEVICE LOG");
+    assert_eq!(ack.status, AckStatus::Saved, "{ack:?}");
+    assert_eq!(ack.detail, "cam/conversation (1).log", "{ack:?}");
+    d.send(&Message::Text("after the upload".into()));
+    c.wait_event("text", &[("text", "after the upload".into())]);
+    let saved = c.dir().join("cam/conversation (1).log");
+    assert_eq!(
+        std::fs::read(&saved).unwrap(),
+        b"DEVICE LOG",
+        "the received file was appended to"
+    );
+
+    let mut m = Dev::connect(c.addr());
+    let welcome = m.hello("received.jsonl", &[]);
+    assert_eq!(kv(&welcome, "name"), Some("received.jsonl_"), "{welcome:?}");
+    m.send(&Message::Text("hi".into()));
+    c.wait_event("text", &[("device", "received.jsonl_".into())]);
+    assert!(c.dir().join("received.jsonl").is_file());
 }

@@ -174,6 +174,7 @@ impl FrameLink {
         let chunk_len = (self.max_frame.saturating_sub(12)).clamp(1, 256 * 1024);
         let mut chunk = vec![0u8; chunk_len];
         let mut rewinds = 0;
+        let mut last_rewind: Option<u64> = None;
         // The whole file's CRC-32, computed as the data goes out (each byte once,
         // in order; a rewind re-sends bytes already counted). A resume starts
         // past bytes never read here: those are counted first.
@@ -195,6 +196,12 @@ impl FrameLink {
                         value,
                         ..
                     } if id == file_id => {
+                        // A repeat of the rewind under way (the console also answers a
+                        // FILE_END sent before we saw its first request) is not a new one.
+                        if last_rewind == Some(value) {
+                            continue;
+                        }
+                        last_rewind = Some(value);
                         rewinds += 1;
                         if rewinds > MAX_REWINDS {
                             return Err(format!(
@@ -249,6 +256,8 @@ impl FrameLink {
                     value,
                     ..
                 } => {
+                    // An answer to our FILE_END: always a rewind to follow.
+                    last_rewind = Some(value);
                     rewinds += 1;
                     if rewinds > MAX_REWINDS {
                         return Err(format!(

@@ -191,6 +191,12 @@ fn check_writable(dir: &Path) -> Result<(), StartError> {
     let probe = dir.join(format!(".benchlink-write-test-{}", std::process::id()));
     std::fs::write(&probe, b"").map_err(fail)?;
     let _ = std::fs::remove_file(&probe);
+    // The history exists from the start, so no device folder can ever take its name.
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(journal::MANIFEST))
+        .map_err(fail)?;
     Ok(())
 }
 
@@ -295,8 +301,12 @@ impl CommandHandler {
             };
             match command {
                 Some(Command::Select(conn)) => {
-                    self.target =
-                        conn.and_then(|c| self.shared.registry().get(c).map(|d| (c, d.name.clone())));
+                    // A connection that has gone stays the target (plain text then says
+                    // so) rather than falling back to whichever device is left.
+                    self.target = conn.map(|c| {
+                        let name = self.shared.registry().get(c).map(|d| d.name.clone());
+                        (c, name.unwrap_or_default())
+                    });
                 }
                 Some(Command::Line(line)) => {
                     if self.line(&line).await {

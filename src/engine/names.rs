@@ -51,6 +51,20 @@ fn cap_keeping_extension(name: &str, max: usize) -> String {
     }
 }
 
+/// Names the console writes itself: `received.jsonl` in the received folder and
+/// `conversation.log` in each device's folder. No device or received file takes them.
+pub const RESERVED_NAMES: &[&str] = &["received.jsonl", "conversation.log"];
+
+/// A device's folder name: sanitised, and never one of the console's own names.
+pub fn device_folder(raw: &str) -> String {
+    let name = sanitize(raw, "device");
+    if RESERVED_NAMES.contains(&name.as_str()) {
+        format!("{name}_")
+    } else {
+        name
+    }
+}
+
 /// `name (n).ext` for the n-th alternative when `name.ext` is taken.
 pub fn numbered(name: &str, n: u32) -> String {
     if n == 0 {

@@ -19,7 +19,6 @@ use tokio::time::{Instant, sleep_until};
 
 use super::event::{ConnId, Direction, EventKind};
 use super::journal::ReceivedRecord;
-use super::names::sanitize;
 use super::registry::{SessionCommand, Stats};
 use super::sink::{Finished, PartFile, place};
 use super::{Event, Shared};
@@ -65,7 +64,7 @@ pub(super) async fn run(
         Some(alias) => alias.clone(),
         None => peer.ip().to_string(),
     };
-    let base = sanitize(&base, "device");
+    let base = super::names::device_folder(&base);
     let (conn, device) = shared.registry().register(peer, &base, tx, stats.clone());
     let mut guard = Registration {
         shared: shared.clone(),
@@ -165,7 +164,8 @@ enum CfFile {
         len: usize,
         started: Instant,
     },
-    Active(Transfer),
+    // Boxed: every idle session holds a CfFile, most of them None.
+    Active(Box<Transfer>),
     /// Failed (disk error, too large): the rest of the stream is read and dropped.
     Discarding,
 }
@@ -233,8 +233,13 @@ impl Session {
         if let Err(end) = started {
             return end;
         }
+        let accepted = Instant::now();
         loop {
             let partial_deadline = self.partial_since.map(|t| t + PARTIAL_LINE_IDLE);
+            // A frame device that never completes a frame would hold a connection
+            // slot unseen (it is listed only once identified): it gets a deadline.
+            let identify_deadline = (matches!(self.mode, Mode::Frames(_)) && !self.announced)
+                .then_some(accepted + frames::IDENTIFY_WITHIN);
             let far = Instant::now() + Duration::from_secs(86_400);
             tokio::select! {
                 biased;
@@ -274,6 +279,15 @@ impl Session {
                             return end;
                         }
                     }
+                }
+                _ = sleep_until(identify_deadline.unwrap_or(far)), if identify_deadline.is_some() => {
+                    let why = format!(
+                        "sent no complete frame within {} s of connecting",
+                        frames::IDENTIFY_WITHIN.as_secs()
+                    );
+                    let message = format!("closed the connection from {}: it {why}", self.peer);
+                    self.shared.emit(EventKind::Error { message }).await;
+                    return End::Failed(why);
                 }
                 _ = sleep_until(partial_deadline.unwrap_or(far)), if partial_deadline.is_some() => {
                     Box::pin(self.flush_partial_line()).await;
@@ -429,7 +443,7 @@ impl Session {
                 size: None,
             })
             .await;
-        self.cf_file = CfFile::Active(Transfer::new(part, name, None, started));
+        self.cf_file = CfFile::Active(Box::new(Transfer::new(part, name, None, started)));
         for c in chunks {
             self.write_file(c).await;
         }
@@ -448,7 +462,7 @@ impl Session {
                 "larger than the {} limit (--max-file-size); the rest is discarded",
                 humansize::format_size(limit, humansize::BINARY)
             );
-            self.keep_failed(t, reason).await;
+            self.keep_failed(*t, reason).await;
             return;
         }
         t.observed.observe(&data);
@@ -495,14 +509,14 @@ impl Session {
                 Box::pin(self.finish_cf_file(end)).await;
             }
             CfFile::Active(t) => match (t.observed.completeness(), end) {
-                (Completeness::Complete, _) => self.save(t, false).await,
-                (Completeness::EndedByClose, End::DeviceClosed) => self.save(t, true).await,
+                (Completeness::Complete, _) => self.save(*t, false).await,
+                (Completeness::EndedByClose, End::DeviceClosed) => self.save(*t, true).await,
                 // A reset (the device closed without reading what the console sent it,
                 // such as the greeting) makes its TCP stack drop what it had not sent
                 // yet: the end of a file without a length may be missing.
                 (Completeness::EndedByClose, End::DeviceReset) => {
                     let reason = "the connection was reset (the device closed without reading what the console sent, so its last bytes may be lost)".to_string();
-                    self.keep_failed(t, reason).await;
+                    self.keep_failed(*t, reason).await;
                 }
                 (Completeness::Truncated { expected }, _) => {
                     let kind = t.observed.kind().extension().to_ascii_uppercase();
@@ -518,11 +532,11 @@ impl Session {
                             "truncated: the {kind} data ends before its end marker ({got} bytes arrived)"
                         ),
                     };
-                    self.keep_failed(t, reason).await;
+                    self.keep_failed(*t, reason).await;
                 }
                 (Completeness::EndedByClose, other) => {
                     let reason = format!("interrupted: {}", other.reason());
-                    self.keep_failed(t, reason).await;
+                    self.keep_failed(*t, reason).await;
                 }
             },
         }

@@ -9,11 +9,13 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use tokio::task::JoinHandle;
 
-use super::names::numbered;
+use super::names::{RESERVED_NAMES, numbered};
 
 /// Bytes gathered before one write to disk; with one batch in flight and one
 /// filling, a transfer holds at most about twice this in memory.
 pub const FLUSH_AT: usize = 1 << 20;
+/// Chunks smaller than this are copied into one buffer rather than kept as they came.
+const COPY_BELOW: usize = 64 * 1024;
 
 struct Writer {
     file: File,
@@ -27,6 +29,8 @@ pub struct PartFile {
     in_flight: Option<JoinHandle<io::Result<Writer>>>,
     batch: Vec<Bytes>,
     batch_len: usize,
+    /// Small chunks gathered by copy (see [`PartFile::write`]).
+    small: bytes::BytesMut,
     accepted: u64,
 }
 
@@ -64,6 +68,7 @@ impl PartFile {
             in_flight: None,
             batch: Vec::new(),
             batch_len: 0,
+            small: bytes::BytesMut::new(),
             accepted: 0,
         })
     }
@@ -94,6 +99,7 @@ impl PartFile {
             in_flight: None,
             batch: Vec::new(),
             batch_len: 0,
+            small: bytes::BytesMut::new(),
             accepted: held,
         })
     }
@@ -115,7 +121,19 @@ impl PartFile {
     pub async fn write(&mut self, data: Bytes) -> io::Result<()> {
         self.accepted += data.len() as u64;
         self.batch_len += data.len();
-        self.batch.push(data);
+        if data.len() < COPY_BELOW {
+            // A small chunk may pin a whole read buffer (256 KiB for a few bytes, from
+            // a device that trickles): copy it, so memory follows the data held.
+            self.small.extend_from_slice(&data);
+            if self.small.len() >= COPY_BELOW {
+                self.batch.push(self.small.split().freeze());
+            }
+        } else {
+            if !self.small.is_empty() {
+                self.batch.push(self.small.split().freeze());
+            }
+            self.batch.push(data);
+        }
         if self.batch_len >= FLUSH_AT {
             self.flush().await?;
         }
@@ -124,6 +142,9 @@ impl PartFile {
 
     /// Hands the current batch to a blocking thread, after the previous one is done.
     async fn flush(&mut self) -> io::Result<()> {
+        if !self.small.is_empty() {
+            self.batch.push(self.small.split().freeze());
+        }
         if self.batch.is_empty() {
             return Ok(());
         }
@@ -191,6 +212,10 @@ pub async fn discard(part: PathBuf) -> io::Result<()> {
 pub async fn place(part: PathBuf, folder: PathBuf, name: String) -> io::Result<PathBuf> {
     blocking(move || {
         for n in 0..10_000 {
+            // The console's own files in a device folder are never a received file's name.
+            if n == 0 && RESERVED_NAMES.contains(&name.as_str()) {
+                continue;
+            }
             let candidate = folder.join(numbered(&name, n));
             match fs::hard_link(&part, &candidate) {
                 Ok(()) => {

@@ -4,7 +4,8 @@
 /// How many leading bytes [`FileKind::sniff`] needs at most.
 pub const HEAD_LEN: usize = 16;
 /// How many trailing bytes [`completeness`] looks at.
-pub const TAIL_LEN: usize = 16;
+/// Long enough for the zero padding some cameras append after a JPEG's EOI.
+pub const TAIL_LEN: usize = 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileKind {
@@ -235,6 +236,16 @@ mod tests {
     }
 
     #[test]
+    fn jpeg_padding_after_eoi_is_allowed() {
+        let mut jpeg = vec![0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3, 0xFF, 0xD9];
+        jpeg.extend(std::iter::repeat_n(0u8, 600));
+        assert_eq!(
+            observe_in_chunks(&jpeg, 64).completeness(),
+            Completeness::Complete
+        );
+    }
+
+    #[test]
     fn formats_without_length_end_by_close() {
         assert_eq!(
             observe_in_chunks(b"GIF89a....", 4).completeness(),
@@ -248,12 +259,12 @@ mod tests {
 
     #[test]
     fn head_and_tail_match_the_stream_for_any_chunking() {
-        let data: Vec<u8> = (0..200u8).collect();
-        for chunk in 1..40 {
+        let data: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+        for chunk in [1, 7, 40, 1023, 1024, 1025, 3000] {
             let ht = observe_in_chunks(&data, chunk);
             assert_eq!(ht.head(), &data[..HEAD_LEN]);
             assert_eq!(ht.tail, &data[data.len() - TAIL_LEN..]);
-            assert_eq!(ht.total(), 200);
+            assert_eq!(ht.total(), 3000);
         }
     }
 }

@@ -464,7 +464,7 @@ impl App {
                 size,
                 ..
             } => {
-                self.end_transfer(conn);
+                self.end_transfer(conn, &name);
                 self.files_saved += 1;
                 self.bytes_saved += size;
                 self.push_received(ReceivedRow {
@@ -495,7 +495,7 @@ impl App {
                     .iter()
                     .find(|t| t.conn == conn && t.name == name)
                     .map_or(0, |t| t.bytes);
-                self.end_transfer(conn);
+                self.end_transfer(conn, &name);
                 self.push_received(ReceivedRow {
                     time: ts.format("%m-%d %H:%M").to_string(),
                     device: device.clone(),
@@ -572,15 +572,39 @@ impl App {
         actions
     }
 
-    fn end_transfer(&mut self, conn: ConnId) {
-        self.transfers.retain(|t| t.conn != conn);
+    /// Ends the transfer of `name` on `conn` (saved names may carry a ` (n)` the
+    /// started name did not); others on the connection go on.
+    fn end_transfer(&mut self, conn: ConnId, name: &str) {
+        let position = self
+            .transfers
+            .iter()
+            .position(|t| t.conn == conn && t.name == name)
+            .or_else(|| {
+                self.transfers
+                    .iter()
+                    .position(|t| t.conn == conn && same_file(&t.name, name))
+            });
+        if let Some(i) = position {
+            self.transfers.remove(i);
+        }
+        let next = self
+            .transfers
+            .iter()
+            .find(|t| t.conn == conn)
+            .map(|t| DeviceState::Receiving {
+                name: t.name.clone(),
+                bytes: t.bytes,
+                size: t.size,
+            });
         if let Some(d) = self.device_mut(conn) {
-            d.state = DeviceState::Idle;
+            d.state = next.unwrap_or(DeviceState::Idle);
         }
     }
 
     /// Once a second: rates and their history, clocks, forgetting old devices.
-    pub fn tick(&mut self, now: DateTime<Local>) {
+    /// Returns actions: when the selected device is forgotten, the next live one is
+    /// selected (the engine must not fall back to "the only device" unseen).
+    pub fn tick(&mut self, now: DateTime<Local>) -> Vec<Action> {
         self.now = now;
         let pending = std::mem::take(&mut self.pending);
         let mut total = 0;
@@ -612,11 +636,20 @@ impl App {
                 .collect();
             for conn in &expired {
                 self.history_device.remove(conn);
+                self.conversations.remove(conn);
                 if self.selected == Some(*conn) {
                     self.selected = None;
                 }
             }
         }
+        if self.selected.is_none()
+            && let Some(next) = self.devices.iter().find(|d| d.gone_at.is_none()).map(|d| d.conn)
+            && !expired.is_empty()
+        {
+            self.selected = Some(next);
+            return vec![Action::Engine(Command::Select(Some(next)))];
+        }
+        Vec::new()
     }
 
     /// Terminal input: keys, mouse, paste, resize.
@@ -998,6 +1031,22 @@ impl App {
             None => "choose a device".into(),
         }
     }
+}
+
+/// `img (2).bmp` is the saved form of `img.bmp` when that name was taken.
+fn same_file(started: &str, saved: &str) -> bool {
+    let (stem, ext) = started.rsplit_once('.').map_or((started, ""), |(s, e)| (s, e));
+    let rest = saved.strip_prefix(stem).and_then(|r| r.strip_prefix(" ("));
+    let Some(rest) = rest else {
+        return false;
+    };
+    let (number, tail) = rest.split_once(')').unwrap_or(("", ""));
+    let tail_ok = if ext.is_empty() {
+        tail.is_empty()
+    } else {
+        tail == format!(".{ext}")
+    };
+    !number.is_empty() && number.chars().all(|c| c.is_ascii_digit()) && tail_ok
 }
 
 fn push_capped(history: &mut VecDeque<u64>, value: u64, cap: usize) {

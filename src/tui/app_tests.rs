@@ -428,10 +428,14 @@ fn a_disconnected_device_is_greyed_then_forgotten_after_a_minute() {
 
     app.tick(at(69));
     assert!(app.device(1).is_some(), "kept for 60 s");
-    app.tick(at(70));
+    let actions = app.tick(at(70));
     assert!(app.device(1).is_none(), "removed 60 s after it went");
-    assert_eq!(app.selected, None, "the removed target is no longer selected");
+    // The selection moves to a live device, and the engine is told, so plain text
+    // never silently falls back to "the only device".
+    assert_eq!(app.selected, Some(2), "the removed target is no longer selected");
+    assert_eq!(actions, vec![Action::Engine(Command::Select(Some(2)))]);
     assert!(!app.history_device.contains_key(&1));
+    assert!(!app.conversations.contains_key(&1), "its conversation is freed");
     assert!(app.device(2).is_some());
     // Its conversation is still in the all view.
     assert!(app.all.iter().any(|e| e.text == "disconnected (reset by peer)"));
@@ -1296,4 +1300,41 @@ fn the_quit_question_does_not_outlive_its_cancelling() {
         !says_quit || ctrl(&mut app, 'c') == vec![Action::Quit],
         "the notice promises that Ctrl-C quits, but it only asks again"
     );
+}
+
+#[test]
+fn one_file_ending_leaves_the_connections_other_transfers() {
+    let mut app = new_app();
+    connect(&mut app, 0, 1, "cam-1");
+    file_started(&mut app, 1, 1, "cam-1", "a.bin", Some(10));
+    file_started(&mut app, 1, 1, "cam-1", "b.bin", Some(10));
+    app.on_event(ev(
+        2,
+        EventKind::FileSaved {
+            conn: 1,
+            device: "cam-1".into(),
+            name: "a (1).bin".into(),
+            path: "/r/cam-1/a (1).bin".into(),
+            size: 10,
+            crc32: 0,
+            seconds: 1.0,
+            ended_by_close: false,
+        },
+    ));
+    let names: Vec<&str> = app.transfers.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["b.bin"], "a saved under a numbered name ends a.bin only");
+    assert!(matches!(&app.device(1).unwrap().state, DeviceState::Receiving { name, .. } if name == "b.bin"));
+    // A refusal of a file that never started ends nothing.
+    app.on_event(ev(
+        3,
+        EventKind::FileFailed {
+            conn: 1,
+            device: "cam-1".into(),
+            name: "c.bin".into(),
+            reason: "refused: too many".into(),
+            part: None,
+        },
+    ));
+    assert_eq!(app.transfers.len(), 1);
+    assert!(app.transfer_in_flight());
 }

@@ -137,6 +137,7 @@ async fn event_loop(
     let mut next_draw = Instant::now();
     let mut quitting: Option<Instant> = None;
     let mut history_loaded = false;
+    let mut terminal_gone = false;
 
     loop {
         if dirty && Instant::now() >= next_draw {
@@ -186,15 +187,18 @@ async fn event_loop(
                 }
                 dirty = true;
             }
-            input = terminal_events.next() => {
+            input = terminal_events.next(), if !terminal_gone => {
                 match input {
                     Some(Ok(event)) => {
                         let panes = Panes::compute(app.screen, app.show_log);
                         actions.extend(app.on_terminal(&event, &panes));
                         dirty = true;
                     }
-                    // The terminal went away (an SSH drop): stop cleanly.
-                    Some(Err(_)) | None => actions.push(Action::Quit),
+                    // The terminal went away (an SSH drop): stop cleanly, once.
+                    Some(Err(_)) | None => {
+                        terminal_gone = true;
+                        actions.push(Action::Quit);
+                    }
                 }
             }
             loaded = preview_rx.recv() => {
@@ -221,7 +225,7 @@ async fn event_loop(
                 }
             }
             _ = tick.tick() => {
-                app.tick(Local::now());
+                actions.extend(app.tick(Local::now()));
                 dirty = true;
             }
             _ = tokio::time::sleep_until(next_draw), if dirty => {}

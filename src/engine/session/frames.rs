@@ -16,6 +16,13 @@ use crate::protocol::frames::{
     AckStatus, Decoded, ERR_AUTH, ERR_OVERSIZE, ERR_PROTOCOL, FrameDecoder, Message, kind_name,
 };
 
+/// Files one connection may have open at once: each holds a file descriptor.
+pub const MAX_OPEN_FILES: usize = 8;
+/// File ids one connection may have the console remember (open or refused).
+const MAX_FILE_IDS: usize = 64;
+/// A connection on the frame protocol must send a whole frame within this.
+pub const IDENTIFY_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How many numbered `.part` files a resume looks through for a match.
 const RESUME_CANDIDATES: u32 = 16;
 
@@ -24,11 +31,29 @@ pub(crate) struct FramesState {
     /// HELLO seen, or the first other frame (then the peer-IP name stays).
     identified: bool,
     transfers: HashMap<u32, FrameFile>,
+    /// Unknown file_ids already answered with REFUSED (bounded).
+    answered_unknown: std::collections::HashSet<u32>,
     /// Frames dropped because their payload CRC failed.
     bad_frames: u64,
 }
 
 impl FramesState {
+    /// True the first time an unknown file_id is seen. Bounded, so a device sending
+    /// data for endless made-up ids costs no memory.
+    fn answer_unknown(&mut self, file_id: u32) -> bool {
+        if self.answered_unknown.len() >= MAX_FILE_IDS {
+            self.answered_unknown.clear();
+        }
+        self.answered_unknown.insert(file_id)
+    }
+
+    fn open_files(&self) -> usize {
+        self.transfers
+            .values()
+            .filter(|f| matches!(f, FrameFile::Active { .. }))
+            .count()
+    }
+
     pub(crate) fn receiving(&self) -> bool {
         self.transfers
             .values()
@@ -72,6 +97,7 @@ impl Session {
             decoder: FrameDecoder::new(self.shared.settings.max_frame),
             identified: false,
             transfers: HashMap::new(),
+            answered_unknown: Default::default(),
             bad_frames: 0,
         }));
     }
@@ -216,7 +242,7 @@ impl Session {
             if let Some((_, id)) = pairs.iter().find(|(k, _)| k == "id")
                 && !id.trim().is_empty()
             {
-                let base = sanitize(id, "device");
+                let base = crate::engine::names::device_folder(id);
                 if let Some(name) = self.shared.registry().rename(self.conn, &base) {
                     self.folder = self.shared.settings.dir.join(&name);
                     self.device = name;
@@ -248,6 +274,15 @@ impl Session {
         let name = sanitize(raw_name, &format!("file-{file_id}"));
         self.drop_transfer(file_id, "replaced by a new FILE_BEGIN with the same file_id")
             .await;
+        let open = match &self.mode {
+            Mode::Frames(state) => state.open_files(),
+            _ => 0,
+        };
+        if open >= MAX_OPEN_FILES {
+            let why = format!("{MAX_OPEN_FILES} files are already open on this connection; finish one first");
+            self.refuse(file_id, &name, why).await?;
+            return Ok(());
+        }
         let limit = self.shared.settings.max_file_size;
         if size.is_some_and(|s| s > limit) {
             let why = format!(
@@ -344,7 +379,10 @@ impl Session {
     }
 
     async fn refuse(&mut self, file_id: u32, name: &str, why: String) -> Result<(), End> {
-        if let Mode::Frames(state) = &mut self.mode {
+        // Remembered so its data is dropped quietly, as long as few ids are held.
+        if let Mode::Frames(state) = &mut self.mode
+            && state.transfers.len() < MAX_FILE_IDS
+        {
             state.transfers.insert(file_id, FrameFile::Refused);
         }
         self.shared
@@ -373,8 +411,7 @@ impl Session {
             // A refused file's data is dropped quietly (it was answered). An unknown
             // file_id means its FILE_BEGIN was lost: say so once, so the device can
             // start the file again instead of waiting for an answer.
-            if let std::collections::hash_map::Entry::Vacant(entry) = state.transfers.entry(file_id) {
-                entry.insert(FrameFile::Refused);
+            if !state.transfers.contains_key(&file_id) && state.answer_unknown(file_id) {
                 let detail = "unknown file_id (its FILE_BEGIN was lost?): send FILE_BEGIN again".to_string();
                 return self.ack(file_id, AckStatus::Refused, 0, detail).await;
             }
@@ -440,24 +477,33 @@ impl Session {
         }) = state.transfers.get_mut(&file_id)
         {
             let held = transfer.part.len();
-            if transfer.size.is_some_and(|s| held < s) {
-                // Bytes are missing (the last frames were lost, or a rewind we asked
-                // for is still on its way): repair rather than fail. The device
-                // rewinds to `held` and ends the file again.
-                if *gap_reported != Some(held) {
-                    *gap_reported = Some(held);
-                    return self
-                        .ack(file_id, AckStatus::Resume, held, "missing data".into())
-                        .await;
-                }
-                return Ok(());
+            if transfer.size.is_some_and(|s| held < s) || gap_reported.is_some() {
+                // Bytes are missing (the last frames were lost, a rewind we asked for
+                // is on its way, or the re-sent frame was lost again): repair rather
+                // than fail, every time. The device rewinds to `held` and ends the
+                // file again; a duplicate of a rewind it is already doing it ignores.
+                *gap_reported = Some(held);
+                return self
+                    .ack(file_id, AckStatus::Resume, held, "missing data".into())
+                    .await;
             }
         }
         let Mode::Frames(state) = &mut self.mode else {
             return Ok(());
         };
-        let Some(FrameFile::Active { transfer, meta, .. }) = state.transfers.remove(&file_id) else {
-            return Ok(()); // refused earlier and already answered
+        let (transfer, meta) = match state.transfers.remove(&file_id) {
+            Some(FrameFile::Active { transfer, meta, .. }) => (transfer, meta),
+            // Refused earlier, and answered then.
+            Some(FrameFile::Refused) => return Ok(()),
+            // Never begun: its FILE_BEGIN was lost.
+            None => {
+                if state.answer_unknown(file_id) {
+                    let detail =
+                        "unknown file_id (its FILE_BEGIN was lost?): send the file again".to_string();
+                    return self.ack(file_id, AckStatus::Refused, 0, detail).await;
+                }
+                return Ok(());
+            }
         };
         let part_path = transfer.part.part_path().to_path_buf();
         self.shared.release_part(&part_path);
