@@ -173,7 +173,7 @@ impl FrameLink {
         // Frame payload: file_id + offset + data within max_frame.
         let chunk_len = (self.max_frame.saturating_sub(12)).clamp(1, 256 * 1024);
         let mut chunk = vec![0u8; chunk_len];
-        let mut rewinds = 0;
+        let mut rewinds = Rewinds(0);
         let mut last_rewind: Option<u64> = None;
         // The whole file's CRC-32, computed as the data goes out (each byte once,
         // in order; a rewind re-sends bytes already counted). A resume starts
@@ -201,14 +201,8 @@ impl FrameLink {
                         if last_rewind == Some(value) {
                             continue;
                         }
+                        offset = rewinds.rewind(value, size, name)?;
                         last_rewind = Some(value);
-                        rewinds += 1;
-                        if rewinds > MAX_REWINDS {
-                            return Err(format!(
-                                "{name}: the console asked to rewind {MAX_REWINDS} times; giving up"
-                            ));
-                        }
-                        offset = value.min(size);
                     }
                     m @ Message::FileAck { file_id: id, .. } if id == file_id => {
                         return Ok(outcome_of(m));
@@ -257,14 +251,8 @@ impl FrameLink {
                     ..
                 } => {
                     // An answer to our FILE_END: always a rewind to follow.
+                    offset = rewinds.rewind(value, size, name)?;
                     last_rewind = Some(value);
-                    rewinds += 1;
-                    if rewinds > MAX_REWINDS {
-                        return Err(format!(
-                            "{name}: the console asked to rewind {MAX_REWINDS} times; giving up"
-                        ));
-                    }
-                    offset = value.min(size);
                 }
                 other => return Ok(outcome_of(other)),
             }
@@ -320,6 +308,22 @@ fn outcome_of(message: Message) -> FileOutcome {
             value: 0,
             detail: format!("unexpected answer: {other:?}"),
         },
+    }
+}
+
+/// Counts the console's requests to rewind a file, so a hopeless link gives up.
+struct Rewinds(u32);
+
+impl Rewinds {
+    /// The offset to continue from, or an error once there have been too many.
+    fn rewind(&mut self, to: u64, size: u64, name: &str) -> Result<u64, String> {
+        self.0 += 1;
+        if self.0 > MAX_REWINDS {
+            return Err(format!(
+                "{name}: the console asked to rewind {MAX_REWINDS} times; giving up"
+            ));
+        }
+        Ok(to.min(size))
     }
 }
 
