@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
@@ -301,7 +301,13 @@ impl Session {
     fn read_once(&mut self) -> io::Result<Option<usize>> {
         let busy =
             !matches!(self.cf_file, CfFile::None) || matches!(&self.mode, Mode::Frames(f) if f.receiving());
-        let read = if busy {
+        let read = if let (true, Mode::Frames(frames)) = (busy, &self.mode) {
+            // Frames: read to the end of the frame under way, or one typical frame,
+            // so a frame never straddles two buffers (which would move its bytes).
+            let want = frames.read_size(&self.buf, READ_LARGE);
+            self.buf.reserve(want);
+            self.stream.try_read_buf(&mut (&mut self.buf).limit(want))
+        } else if busy {
             // A file is arriving: large reads straight into a buffer whose chunks go
             // to disk without a copy.
             self.buf.reserve(READ_LARGE);

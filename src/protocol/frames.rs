@@ -242,6 +242,23 @@ impl FrameDecoder {
         self.skipped_garbage
     }
 
+    /// How many more bytes complete the frame at the front of `buf`, if its header
+    /// is there and sound. Readers use it to read exactly to the end of a frame,
+    /// so the next frame starts in a fresh buffer and nothing is moved.
+    pub fn bytes_to_complete(&self, buf: &[u8]) -> Option<usize> {
+        if self.discard > 0 || buf.len() < HEADER_LEN || buf[..2] != MAGIC {
+            return None;
+        }
+        if CRC16.checksum(&buf[2..8]) != le_u16(buf, 8) {
+            return None;
+        }
+        let len = le_u32(buf, 4) as usize;
+        if len > self.max_frame {
+            return None;
+        }
+        Some((HEADER_LEN + len + TRAILER_LEN).saturating_sub(buf.len()))
+    }
+
     /// Decodes the next outcome from the front of `buf`, consuming the bytes it
     /// used. Returns `None` when more bytes are needed.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Option<Decoded> {
@@ -1438,6 +1455,23 @@ mod tests {
 #[cfg(test)]
 mod file_data_parts_tests {
     use super::*;
+
+    #[test]
+    fn bytes_to_complete_counts_down_to_the_frame_end() {
+        let mut wire = BytesMut::new();
+        Message::Text("hello".into()).encode(&mut wire);
+        let dec = FrameDecoder::default();
+        assert_eq!(dec.bytes_to_complete(&wire[..5]), None, "no header yet");
+        assert_eq!(dec.bytes_to_complete(&wire[..10]), Some(wire.len() - 10));
+        assert_eq!(dec.bytes_to_complete(&wire), Some(0));
+        let mut bad = wire.to_vec();
+        bad[8] ^= 1;
+        assert_eq!(
+            dec.bytes_to_complete(&bad),
+            None,
+            "a false header promises nothing"
+        );
+    }
 
     #[test]
     fn parts_equal_the_encoded_message() {

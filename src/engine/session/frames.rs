@@ -13,7 +13,7 @@ use crate::engine::event::{Direction, EventKind};
 use crate::engine::names::{numbered, sanitize};
 use crate::engine::sink::{PartFile, discard};
 use crate::protocol::frames::{
-    AckStatus, Decoded, ERR_AUTH, ERR_OVERSIZE, ERR_PROTOCOL, FrameDecoder, Message, kind_name,
+    AckStatus, Decoded, ERR_AUTH, ERR_OVERSIZE, ERR_PROTOCOL, FrameDecoder, Message, OVERHEAD, kind_name,
 };
 
 /// Files one connection may have open at once: each holds a file descriptor.
@@ -35,6 +35,8 @@ pub(crate) struct FramesState {
     answered_unknown: std::collections::HashSet<u32>,
     /// Frames dropped because their payload CRC failed.
     bad_frames: u64,
+    /// Wire size of the last frame decoded: the next read's size.
+    last_frame: usize,
 }
 
 impl FramesState {
@@ -45,6 +47,15 @@ impl FramesState {
             self.answered_unknown.clear();
         }
         self.answered_unknown.insert(file_id)
+    }
+
+    /// How much to read next: the rest of the frame under way, else the size of
+    /// the last frame seen (at least `floor`), so one read holds one whole frame.
+    pub(crate) fn read_size(&self, buf: &[u8], floor: usize) -> usize {
+        match self.decoder.bytes_to_complete(buf) {
+            Some(rest) if rest > 0 => rest,
+            _ => self.last_frame.max(floor),
+        }
     }
 
     fn open_files(&self) -> usize {
@@ -99,6 +110,7 @@ impl Session {
             transfers: HashMap::new(),
             answered_unknown: Default::default(),
             bad_frames: 0,
+            last_frame: 0,
         }));
     }
 
@@ -130,6 +142,7 @@ impl Session {
             };
             match decoded {
                 Decoded::Frame(frame) => {
+                    state.last_frame = frame.payload.len() + OVERHEAD;
                     let kind = frame.kind;
                     match Message::from_frame(frame) {
                         Ok(message) => self.on_message(message).await?,
