@@ -13,7 +13,14 @@ cargo build --release -q
 bin=$PWD/target/release/benchlink
 # tmpfs when there is one: the data path is measured, not the disk (fsync on tmpfs is free).
 work=$(mktemp -d -p /dev/shm 2>/dev/null || mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
+cleanup() {
+  # set -e is in force here too: nothing in the cleanup may fail it.
+  local pids
+  pids=$(jobs -p) || true
+  [ -z "$pids" ] || kill $pids 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
 file=$work/payload.bin
 head -c $((size_mib * 1024 * 1024)) /dev/urandom > "$file"
 now() { date +%s.%N; }
