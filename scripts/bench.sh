@@ -59,7 +59,7 @@ port=$(free_port)
 console=$!
 wait_for listening "$work/fr.log"
 t0=$(now); "$bin" send --to 127.0.0.1:$port --id bench "$file" > /dev/null; t1=$(now)
-echo "benchlink frames, acked saved:  $(rate "$t0" "$t1") (incl. fsync and the sender's CRC pass)"
+echo "benchlink frames, acked saved:  $(rate "$t0" "$t1") (CRC-32 at both ends, until FILE_ACK SAVED)"
 cmp -s "$file" "$work/fr/bench/payload.bin" && echo "benchlink frames: byte-identical" || echo "benchlink frames: DIFFERS"
 kill $console; wait $console 2>/dev/null || true
 
