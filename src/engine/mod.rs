@@ -304,8 +304,9 @@ impl CommandHandler {
                     // A connection that has gone stays the target (plain text then says
                     // so) rather than falling back to whichever device is left.
                     self.target = conn.map(|c| {
-                        let name = self.shared.registry().get(c).map(|d| d.name.clone());
-                        (c, name.unwrap_or_default())
+                        let live = self.shared.registry().get(c).map(|d| d.name.clone());
+                        let known = self.target.as_ref().filter(|t| t.0 == c).map(|t| t.1.clone());
+                        (c, live.or(known).unwrap_or_default())
                     });
                 }
                 Some(Command::Line(line)) => {

@@ -256,6 +256,11 @@ impl Session {
                     if let Err(e) = ready {
                         return End::Failed(format!("connection error: {e}"));
                     }
+                    // A device that never stops sending garbage keeps this branch ready:
+                    // the deadline is checked here too, not only by its own timer.
+                    if identify_deadline.is_some_and(|d| Instant::now() >= d) {
+                        return self.unidentified().await;
+                    }
                     match self.read_once() {
                         Ok(None) => {}
                         Ok(Some(0)) => return End::DeviceClosed,
@@ -281,19 +286,24 @@ impl Session {
                     }
                 }
                 _ = sleep_until(identify_deadline.unwrap_or(far)), if identify_deadline.is_some() => {
-                    let why = format!(
-                        "sent no complete frame within {} s of connecting",
-                        frames::IDENTIFY_WITHIN.as_secs()
-                    );
-                    let message = format!("closed the connection from {}: it {why}", self.peer);
-                    self.shared.emit(EventKind::Error { message }).await;
-                    return End::Failed(why);
+                    return self.unidentified().await;
                 }
                 _ = sleep_until(partial_deadline.unwrap_or(far)), if partial_deadline.is_some() => {
                     Box::pin(self.flush_partial_line()).await;
                 }
             }
         }
+    }
+
+    /// A frame device that sent no complete frame in time: said, and closed.
+    async fn unidentified(&mut self) -> End {
+        let why = format!(
+            "sent no complete frame within {} s of connecting",
+            frames::IDENTIFY_WITHIN.as_secs()
+        );
+        let message = format!("closed the connection from {}: it {why}", self.peer);
+        self.shared.emit(EventKind::Error { message }).await;
+        End::Failed(why)
     }
 
     /// One non-blocking read into the session's buffer. `Ok(None)`: a spurious
