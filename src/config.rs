@@ -84,28 +84,6 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Defaults suitable for tests: everything as documented, files under `dir`.
-    pub fn with_dir(dir: PathBuf) -> Self {
-        Self {
-            listen: vec![ListenSpec {
-                protocol: ListenProtocol::Auto,
-                addr: DEFAULT_LISTEN.into(),
-            }],
-            dir,
-            max_connections: DEFAULT_MAX_CONNECTIONS,
-            max_line: DEFAULT_MAX_LINE as usize,
-            max_file_size: DEFAULT_MAX_FILE_SIZE,
-            greeting: DEFAULT_GREETING.into(),
-            line_ending: None,
-            auto_delay: DEFAULT_AUTO_DELAY,
-            log_conversations: true,
-            aliases: HashMap::new(),
-            token: None,
-            max_frame: DEFAULT_MAX_FRAME as usize,
-            theme: "default".into(),
-        }
-    }
-
     /// Merges the command line over the config file over the defaults.
     pub fn resolve(cli: &Cli) -> Result<Self, ConfigError> {
         let file = match &cli.config {

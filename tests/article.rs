@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{Console, WAIT_FILE, bmp, python2};
 use serde_json::Value;
@@ -30,7 +30,7 @@ fn prepare(client: &str, port: u16, image: &[u8]) -> tempfile::TempDir {
 
 /// Runs the client in its folder; returns its stdout. Panics on failure or after 30 s.
 fn run_client(python: &PathBuf, dir: &Path, client: &str) -> String {
-    let mut child = Command::new(python)
+    let child = Command::new(python)
         .arg(client)
         .current_dir(dir)
         .stdin(Stdio::null())
@@ -38,15 +38,7 @@ fn run_client(python: &PathBuf, dir: &Path, client: &str) -> String {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = common::output_within(child, Duration::from_secs(30), client);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),

@@ -29,6 +29,13 @@ fn assert_one_line(err: &str) {
     assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err:?}");
 }
 
+/// Runs `benchlink --no-tui --listen 127.0.0.1:0 --dir DIR EXTRA...` until it exits.
+fn headless_until_exit(dir: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["--no-tui", "--listen", "127.0.0.1:0", "--dir", dir];
+    args.extend_from_slice(extra);
+    run_to_exit(&args, WAIT)
+}
+
 fn tmp_dir_arg(t: &tempfile::TempDir) -> String {
     t.path().join("recv").display().to_string()
 }
@@ -66,18 +73,7 @@ fn a_config_with_an_unknown_key_names_the_file_and_key() {
     let cfg = t.path().join("bench.toml");
     std::fs::write(&cfg, "max_lines = 5\n").unwrap();
     let dir = tmp_dir_arg(&t);
-    let out = run_to_exit(
-        &[
-            "--no-tui",
-            "--listen",
-            "127.0.0.1:0",
-            "--dir",
-            &dir,
-            "--config",
-            cfg.to_str().unwrap(),
-        ],
-        WAIT,
-    );
+    let out = headless_until_exit(&dir, &["--config", cfg.to_str().unwrap()]);
     let err = assert_startup_error(&out);
     assert_one_line(&err);
     assert!(err.contains(cfg.to_str().unwrap()), "{err}");
@@ -90,18 +86,7 @@ fn a_config_with_bad_toml_syntax_is_one_line_naming_the_file() {
     let cfg = t.path().join("bench.toml");
     std::fs::write(&cfg, "max_line = = 3\n").unwrap();
     let dir = tmp_dir_arg(&t);
-    let out = run_to_exit(
-        &[
-            "--no-tui",
-            "--listen",
-            "127.0.0.1:0",
-            "--dir",
-            &dir,
-            "--config",
-            cfg.to_str().unwrap(),
-        ],
-        WAIT,
-    );
+    let out = headless_until_exit(&dir, &["--config", cfg.to_str().unwrap()]);
     let err = assert_startup_error(&out);
     assert_one_line(&err);
     assert!(err.contains(cfg.to_str().unwrap()), "{err}");
@@ -118,35 +103,13 @@ fn config_value_errors_are_one_line() {
     ] {
         let cfg = t.path().join("c.toml");
         std::fs::write(&cfg, text).unwrap();
-        let out = run_to_exit(
-            &[
-                "--no-tui",
-                "--listen",
-                "127.0.0.1:0",
-                "--dir",
-                &dir,
-                "--config",
-                cfg.to_str().unwrap(),
-            ],
-            WAIT,
-        );
+        let out = headless_until_exit(&dir, &["--config", cfg.to_str().unwrap()]);
         let err = assert_startup_error(&out);
         assert_one_line(&err);
         assert!(err.contains(key) && err.contains("c.toml"), "{err}");
     }
     // A config file that does not exist.
-    let out = run_to_exit(
-        &[
-            "--no-tui",
-            "--listen",
-            "127.0.0.1:0",
-            "--dir",
-            &dir,
-            "--config",
-            "/nonexistent/bench.toml",
-        ],
-        WAIT,
-    );
+    let out = headless_until_exit(&dir, &["--config", "/nonexistent/bench.toml"]);
     let err = assert_startup_error(&out);
     assert!(err.contains("/nonexistent/bench.toml"), "{err}");
 }
@@ -157,16 +120,7 @@ fn an_unwritable_dir_is_refused_at_startup() {
     let file = t.path().join("file");
     std::fs::write(&file, b"not a folder").unwrap();
     let dir = file.join("sub");
-    let out = run_to_exit(
-        &[
-            "--no-tui",
-            "--listen",
-            "127.0.0.1:0",
-            "--dir",
-            dir.to_str().unwrap(),
-        ],
-        WAIT,
-    );
+    let out = headless_until_exit(dir.to_str().unwrap(), &[]);
     let err = assert_startup_error(&out);
     assert_one_line(&err);
     assert!(err.contains(dir.to_str().unwrap()), "{err}");
@@ -178,18 +132,7 @@ fn an_unwritable_dir_is_refused_at_startup() {
 fn bad_sizes_are_refused() {
     let t = tempfile::tempdir().unwrap();
     let dir = tmp_dir_arg(&t);
-    let out = run_to_exit(
-        &[
-            "--no-tui",
-            "--listen",
-            "127.0.0.1:0",
-            "--dir",
-            &dir,
-            "--max-line",
-            "lots",
-        ],
-        WAIT,
-    );
+    let out = headless_until_exit(&dir, &["--max-line", "lots"]);
     // clap reports this one (its own format), still exit 2 and no panic.
     let err = stderr_of(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
@@ -197,18 +140,7 @@ fn bad_sizes_are_refused() {
     assert!(err.contains("--max-line") && err.contains("lots"), "{err}");
     assert!(err.contains("64KiB"), "no example of a valid size: {err}");
 
-    let out = run_to_exit(
-        &[
-            "--no-tui",
-            "--listen",
-            "127.0.0.1:0",
-            "--dir",
-            &dir,
-            "--max-line",
-            "0",
-        ],
-        WAIT,
-    );
+    let out = headless_until_exit(&dir, &["--max-line", "0"]);
     let err = assert_startup_error(&out);
     assert!(err.contains("max_line"), "{err}");
 }

@@ -6,7 +6,7 @@ mod common;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{Console, WAIT, require_tool};
 
@@ -58,16 +58,8 @@ fn lines_piped_through_nc_appear_as_text() {
         c.command(&format!("/kick {}", conn["conn"]));
         c.wait_event("disconnected", &[("conn", conn["conn"].clone())]);
     }
-    let deadline = Instant::now() + WAIT;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("nc did not exit");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let out = common::output_within(child, WAIT, "nc");
     // No greeting reached nc: it spoke first.
-    let out = child.wait_with_output().unwrap();
     assert!(
         !String::from_utf8_lossy(&out.stdout).contains("hello client"),
         "{out:?}"
@@ -97,14 +89,6 @@ fn operator_lines_reach_nc_with_crlf() {
     c.command(&format!("/kick {}", conn["conn"]));
     c.wait_event("disconnected", &[("conn", conn["conn"].clone())]);
     drop(stdin);
-    let deadline = Instant::now() + WAIT;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = common::output_within(child, WAIT, "nc");
     assert_eq!(out.stdout, b"blink 3\r\n", "{out:?}");
 }

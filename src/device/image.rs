@@ -1,14 +1,13 @@
 //! Camera frames for the simulated board: real 24-bit BMP files, different each time.
 
-/// A `width` x `height` 24-bit BMP whose picture depends on `seed`: a moving
-/// gradient with a bar whose length counts the captures.
-pub fn bmp(width: u32, height: u32, seed: u32) -> Vec<u8> {
+/// The 54-byte header (BITMAPFILEHEADER + BITMAPINFOHEADER) of a 24-bit BMP, with
+/// the file-size field right; rows of `width * 3` bytes padded to 4 follow it.
+pub fn bmp_header(width: u32, height: u32) -> Vec<u8> {
     let row = (width as usize * 3).div_ceil(4) * 4;
     let pixels = row * height as usize;
-    let file_size = 54 + pixels;
-    let mut out = Vec::with_capacity(file_size);
+    let mut out = Vec::with_capacity(54 + pixels);
     out.extend_from_slice(b"BM");
-    out.extend_from_slice(&(file_size as u32).to_le_bytes());
+    out.extend_from_slice(&((54 + pixels) as u32).to_le_bytes());
     out.extend_from_slice(&0u32.to_le_bytes());
     out.extend_from_slice(&54u32.to_le_bytes());
     out.extend_from_slice(&40u32.to_le_bytes());
@@ -22,6 +21,14 @@ pub fn bmp(width: u32, height: u32, seed: u32) -> Vec<u8> {
     out.extend_from_slice(&2835i32.to_le_bytes());
     out.extend_from_slice(&0u32.to_le_bytes());
     out.extend_from_slice(&0u32.to_le_bytes());
+    out
+}
+
+/// A `width` x `height` 24-bit BMP whose picture depends on `seed`: a moving
+/// gradient with a bar whose length counts the captures.
+pub fn bmp(width: u32, height: u32, seed: u32) -> Vec<u8> {
+    let row = (width as usize * 3).div_ceil(4) * 4;
+    let mut out = bmp_header(width, height);
     let bar = (seed % 16 + 1) * width / 16;
     for y in 0..height {
         for x in 0..width {

@@ -414,7 +414,7 @@ pub fn cpu_ticks(pid: u32) -> u64 {
 /// runs longer than `timeout`. `XDG_*` point at an empty temp folder.
 pub fn run_to_exit(args: &[&str], timeout: Duration) -> Output {
     let xdg = tempfile::tempdir().unwrap();
-    let mut child = Command::new(bin())
+    let child = Command::new(bin())
         .args(args)
         .env("XDG_CONFIG_HOME", xdg.path().join("config"))
         .env("XDG_DATA_HOME", xdg.path().join("data"))
@@ -423,6 +423,12 @@ pub fn run_to_exit(args: &[&str], timeout: Duration) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    output_within(child, timeout, &format!("benchlink {args:?}"))
+}
+
+/// Waits for a child to exit and returns its output; kills it and panics, showing
+/// what it printed, if it runs longer than `timeout`.
+pub fn output_within(mut child: std::process::Child, timeout: Duration, what: &str) -> Output {
     let deadline = Instant::now() + timeout;
     loop {
         if child.try_wait().unwrap().is_some() {
@@ -432,7 +438,7 @@ pub fn run_to_exit(args: &[&str], timeout: Duration) -> Output {
             let _ = child.kill();
             let out = child.wait_with_output().unwrap();
             panic!(
-                "benchlink {args:?} still running after {timeout:?}; stdout:\n{}\nstderr:\n{}",
+                "{what} still running after {timeout:?}; stdout:\n{}\nstderr:\n{}",
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
             );
@@ -587,28 +593,9 @@ impl Rng {
 
 /// A valid 24-bit BMP (BITMAPINFOHEADER) with random pixels and a correct size field.
 pub fn bmp(width: u32, height: u32, seed: u64) -> Vec<u8> {
-    let stride = (width * 3).div_ceil(4) * 4;
-    let pixels = stride * height;
-    let size = 54 + pixels;
-    let mut v = Vec::with_capacity(size as usize);
-    v.extend_from_slice(b"BM");
-    v.extend_from_slice(&size.to_le_bytes());
-    v.extend_from_slice(&[0, 0, 0, 0]);
-    v.extend_from_slice(&54u32.to_le_bytes());
-    v.extend_from_slice(&40u32.to_le_bytes());
-    v.extend_from_slice(&(width as i32).to_le_bytes());
-    v.extend_from_slice(&(height as i32).to_le_bytes());
-    v.extend_from_slice(&1u16.to_le_bytes());
-    v.extend_from_slice(&24u16.to_le_bytes());
-    v.extend_from_slice(&0u32.to_le_bytes());
-    v.extend_from_slice(&pixels.to_le_bytes());
-    v.extend_from_slice(&2835i32.to_le_bytes());
-    v.extend_from_slice(&2835i32.to_le_bytes());
-    v.extend_from_slice(&0u32.to_le_bytes());
-    v.extend_from_slice(&0u32.to_le_bytes());
-    assert_eq!(v.len(), 54);
-    v.extend_from_slice(&Rng::new(seed).bytes(pixels as usize));
-    assert_eq!(v.len() as u32, size);
+    let mut v = benchlink::device::image::bmp_header(width, height);
+    let size = u32::from_le_bytes([v[2], v[3], v[4], v[5]]) as usize;
+    v.extend_from_slice(&Rng::new(seed).bytes(size - v.len()));
     v
 }
 

@@ -381,11 +381,11 @@ impl Session {
             if !matches || !self.shared.claim_part(&part) {
                 continue;
             }
-            // Claimed only to test; file_begin claims it again for the transfer.
-            self.shared.release_part(&part);
+            // The claim is kept for the transfer, so two connections of one device
+            // can never append to the same `.part`.
             match PartFile::resume(part.clone()).await {
                 Ok(p) if size.is_none_or(|s| p.len() <= s) => return Some(p),
-                _ => continue,
+                _ => self.shared.release_part(&part),
             }
         }
         None
