@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use benchlink::protocol::frames::{
     AckStatus, Decoded, ERR_AUTH, ERR_OVERSIZE, FrameDecoder, HEADER_LEN, KIND_TEXT, Message, encode_frame,
+    refused,
 };
 use bytes::{Bytes, BytesMut};
 use common::{Console, Rng, WAIT, WAIT_FILE, bmp, run_to_exit, walk};
@@ -813,7 +814,7 @@ fn a_file_larger_than_max_file_size_is_refused() {
     d.begin(1, Some(4096), "big.bin", false);
     let ack = d.ack(WAIT);
     assert_eq!(ack.status, AckStatus::Refused, "{ack:?}");
-    assert_eq!(ack.value, 0, "{ack:?}");
+    assert_eq!(ack.value, refused::TOO_LARGE, "{ack:?}");
     assert!(!ack.detail.is_empty());
     c.wait_event("file_failed", &[("name", "big.bin".into())]);
     // Its data is dropped, and the connection goes on.
@@ -825,8 +826,7 @@ fn a_file_larger_than_max_file_size_is_refused() {
 }
 
 #[test]
-
-fn refused_while_streaming_has_value_zero() {
+fn refused_while_streaming_carries_the_too_large_code() {
     let c = Console::start(&["--max-file-size", "1KiB", "--auto-delay-ms", "10000"]);
     let mut d = Dev::connect(c.addr());
     d.hello("lim", &[]);
@@ -835,7 +835,7 @@ fn refused_while_streaming_has_value_zero() {
     d.data(1, 1000, &[1; 1000]);
     let ack = d.ack(WAIT);
     assert_eq!(ack.status, AckStatus::Refused, "{ack:?}");
-    assert_eq!(ack.value, 0, "docs: REFUSED value = 0");
+    assert_eq!(ack.value, refused::TOO_LARGE, "docs: REFUSED value = reason code");
 }
 
 // ---------------------------------------------------------------------------------

@@ -66,8 +66,51 @@ pub const ACK_RESUME: u8 = 1;
 pub const ACK_CRC_MISMATCH: u8 = 2;
 /// FILE_ACK status: size/offset mismatch; value = the offset the console expected.
 pub const ACK_SIZE_MISMATCH: u8 = 3;
-/// FILE_ACK status: the console will not take this file; detail says why.
+/// FILE_ACK status: the console will not take this file; value = a [`refused`]
+/// reason code, detail says why for people.
 pub const ACK_REFUSED: u8 = 4;
+/// FILE_ACK status (1.1, only to devices that announced `window`): value = the
+/// contiguous bytes of the file the console holds.
+pub const ACK_PROGRESS: u8 = 5;
+
+/// FILE_ACK REFUSED reason codes (the value field, protocol 1.1), so a device can
+/// choose between "start again", "try later" and "give up" without reading text.
+pub mod refused {
+    /// Unspecified (a 1.0 console always sends 0).
+    pub const OTHER: u64 = 0;
+    /// The file_id is not open (its FILE_BEGIN was lost): send FILE_BEGIN again.
+    pub const UNKNOWN_FILE_ID: u64 = 1;
+    /// This connection has too many files open: finish one, then try again.
+    pub const TOO_MANY_OPEN_FILES: u64 = 2;
+    /// The disk is full (or over quota): try later, after space is freed.
+    pub const DISK_FULL: u64 = 3;
+    /// Another disk error: give up or try later.
+    pub const DISK_ERROR: u64 = 4;
+    /// Larger than the console's --max-file-size: give up.
+    pub const TOO_LARGE: u64 = 5;
+    /// The name is not allowed: give up, or send it under another name.
+    pub const NAME_NOT_ALLOWED: u64 = 6;
+    /// The console is short of resources (file descriptors, the per-device
+    /// `.part` cap): try again later.
+    pub const BUSY: u64 = 7;
+    /// Data went past the announced size: start the file again.
+    pub const PAST_SIZE: u64 = 8;
+
+    /// A short name for people and logs.
+    pub fn name(code: u64) -> &'static str {
+        match code {
+            UNKNOWN_FILE_ID => "unknown file_id",
+            TOO_MANY_OPEN_FILES => "too many open files",
+            DISK_FULL => "disk full",
+            DISK_ERROR => "disk error",
+            TOO_LARGE => "too large",
+            NAME_NOT_ALLOWED => "name not allowed",
+            BUSY => "console busy",
+            PAST_SIZE => "past the announced size",
+            _ => "other",
+        }
+    }
+}
 
 /// ERROR code: a frame's `len` exceeded the receiver's max_frame.
 pub const ERR_OVERSIZE: u16 = 1;
@@ -380,9 +423,11 @@ pub enum AckStatus {
     CrcMismatch,
     /// value = the offset the console expected.
     SizeMismatch,
-    /// detail says why.
+    /// value = a [`refused`] reason code, detail says why.
     Refused,
-    /// A status this version does not know (never `0..=4`).
+    /// value = the contiguous bytes the console holds (1.1 flow control).
+    Progress,
+    /// A status this version does not know (never `0..=5`).
     Other(u8),
 }
 
@@ -394,6 +439,7 @@ impl From<u8> for AckStatus {
             ACK_CRC_MISMATCH => Self::CrcMismatch,
             ACK_SIZE_MISMATCH => Self::SizeMismatch,
             ACK_REFUSED => Self::Refused,
+            ACK_PROGRESS => Self::Progress,
             other => Self::Other(other),
         }
     }
@@ -407,6 +453,7 @@ impl From<AckStatus> for u8 {
             AckStatus::CrcMismatch => ACK_CRC_MISMATCH,
             AckStatus::SizeMismatch => ACK_SIZE_MISMATCH,
             AckStatus::Refused => ACK_REFUSED,
+            AckStatus::Progress => ACK_PROGRESS,
             AckStatus::Other(v) => v,
         }
     }
@@ -1205,7 +1252,8 @@ mod tests {
             assert_eq!(u8::from(AckStatus::from(v)), v);
         }
         assert_eq!(AckStatus::from(4), AckStatus::Refused);
-        assert_eq!(AckStatus::from(5), AckStatus::Other(5));
+        assert_eq!(AckStatus::from(5), AckStatus::Progress);
+        assert_eq!(AckStatus::from(6), AckStatus::Other(6));
     }
 
     #[test]

@@ -14,7 +14,16 @@ use crate::engine::names::{numbered, sanitize};
 use crate::engine::sink::{PartFile, discard};
 use crate::protocol::frames::{
     AckStatus, Decoded, ERR_AUTH, ERR_OVERSIZE, ERR_PROTOCOL, FrameDecoder, Message, OVERHEAD, kind_name,
+    refused,
 };
+
+/// The REFUSED code for a disk error: full (try later) or anything else.
+fn disk_code(e: &std::io::Error) -> u64 {
+    match e.kind() {
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => refused::DISK_FULL,
+        _ => refused::DISK_ERROR,
+    }
+}
 
 /// Files one connection may have open at once: each holds a file descriptor.
 pub const MAX_OPEN_FILES: usize = 8;
@@ -293,7 +302,8 @@ impl Session {
         };
         if open >= MAX_OPEN_FILES {
             let why = format!("{MAX_OPEN_FILES} files are already open on this connection; finish one first");
-            self.refuse(file_id, &name, why).await?;
+            self.refuse(file_id, &name, refused::TOO_MANY_OPEN_FILES, why)
+                .await?;
             return Ok(());
         }
         let limit = self.shared.settings.max_file_size;
@@ -302,7 +312,7 @@ impl Session {
                 "larger than the {} limit (--max-file-size)",
                 humansize::format_size(limit, humansize::BINARY)
             );
-            self.refuse(file_id, &name, why).await?;
+            self.refuse(file_id, &name, refused::TOO_LARGE, why).await?;
             return Ok(());
         }
         let opened = match self.resumable_part(&name, size, resume).await {
@@ -313,7 +323,7 @@ impl Session {
             Ok(part) => part,
             Err(e) => {
                 self.disk_failure(&name, &e).await;
-                self.refuse(file_id, &name, format!("cannot store it: {e}"))
+                self.refuse(file_id, &name, disk_code(&e), format!("cannot store it: {e}"))
                     .await?;
                 return Ok(());
             }
@@ -391,7 +401,8 @@ impl Session {
         None
     }
 
-    async fn refuse(&mut self, file_id: u32, name: &str, why: String) -> Result<(), End> {
+    /// Refuses a file with a reason code (see [`refused`]) and a sentence for people.
+    async fn refuse(&mut self, file_id: u32, name: &str, code: u64, why: String) -> Result<(), End> {
         // Remembered so its data is dropped quietly, as long as few ids are held.
         if let Mode::Frames(state) = &mut self.mode
             && state.transfers.len() < MAX_FILE_IDS
@@ -407,7 +418,7 @@ impl Session {
                 part: None,
             })
             .await;
-        self.ack(file_id, AckStatus::Refused, 0, why).await
+        self.ack(file_id, AckStatus::Refused, code, why).await
     }
 
     async fn file_data(&mut self, file_id: u32, offset: u64, mut data: bytes::Bytes) -> Result<(), End> {
@@ -426,7 +437,9 @@ impl Session {
             // start the file again instead of waiting for an answer.
             if !state.transfers.contains_key(&file_id) && state.answer_unknown(file_id) {
                 let detail = "unknown file_id (its FILE_BEGIN was lost?): send FILE_BEGIN again".to_string();
-                return self.ack(file_id, AckStatus::Refused, 0, detail).await;
+                return self
+                    .ack(file_id, AckStatus::Refused, refused::UNKNOWN_FILE_ID, detail)
+                    .await;
             }
             return Ok(());
         };
@@ -453,8 +466,8 @@ impl Session {
             } else {
                 "larger than --max-file-size"
             };
-            // SIZE_MISMATCH says where the console is (what it holds); REFUSED carries 0.
-            let value = if over_size { expected } else { 0 };
+            // SIZE_MISMATCH says where the console is (what it holds); REFUSED its code.
+            let value = if over_size { expected } else { refused::TOO_LARGE };
             self.drop_transfer(file_id, why).await;
             if let Mode::Frames(state) = &mut self.mode {
                 state.transfers.insert(file_id, FrameFile::Refused);
@@ -470,7 +483,9 @@ impl Session {
             let name = transfer.name.clone();
             self.drop_transfer(file_id, "disk error").await;
             self.disk_failure(&name, &e).await;
-            return self.refuse(file_id, &name, format!("cannot store it: {e}")).await;
+            return self
+                .refuse(file_id, &name, disk_code(&e), format!("cannot store it: {e}"))
+                .await;
         }
         if let Some(event) = progress_due(transfer) {
             let event = self.progress_event(event);
@@ -513,7 +528,9 @@ impl Session {
                 if state.answer_unknown(file_id) {
                     let detail =
                         "unknown file_id (its FILE_BEGIN was lost?): send the file again".to_string();
-                    return self.ack(file_id, AckStatus::Refused, 0, detail).await;
+                    return self
+                        .ack(file_id, AckStatus::Refused, refused::UNKNOWN_FILE_ID, detail)
+                        .await;
                 }
                 return Ok(());
             }
@@ -526,7 +543,12 @@ impl Session {
             Err(e) => {
                 self.disk_failure(&name, &e).await;
                 return self
-                    .ack(file_id, AckStatus::Refused, 0, format!("cannot store it: {e}"))
+                    .ack(
+                        file_id,
+                        AckStatus::Refused,
+                        disk_code(&e),
+                        format!("cannot store it: {e}"),
+                    )
                     .await;
             }
         };
@@ -578,8 +600,13 @@ impl Session {
                 self.ack(file_id, AckStatus::Saved, saved_size, relative).await
             }
             None => {
-                self.ack(file_id, AckStatus::Refused, 0, "cannot store it".into())
-                    .await
+                self.ack(
+                    file_id,
+                    AckStatus::Refused,
+                    refused::DISK_ERROR,
+                    "cannot store it".into(),
+                )
+                .await
             }
         }
     }
