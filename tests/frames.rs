@@ -373,19 +373,32 @@ fn hello_is_welcomed_and_names_the_device_with_a_number_while_the_name_is_live()
     assert_eq!(ev["device"], "dev-01", "{ev}");
     assert_eq!(ev["protocol"], "frames", "{ev}");
 
-    // The same id while dev-01 is live: #2, in WELCOME and in the events.
+    // 1.1: the same id while dev-01 is live takes the name over (the board came
+    // back before the console noticed its old link was gone).
     let mut b = Dev::connect(c.addr());
     let welcome = b.hello("dev-01", &[]);
-    assert_eq!(kv(&welcome, "name"), Some("dev-01#2"), "{welcome:?}");
+    assert_eq!(kv(&welcome, "name"), Some("dev-01"), "{welcome:?}");
+    assert!(bye_then_close(&mut a).starts_with("replaced by a new connection from "));
     let ev = c.wait_event("connected", &[("peer", b.local().to_string().into())]);
-    assert_eq!(ev["device"], "dev-01#2", "{ev}");
+    assert_eq!(ev["device"], "dev-01", "{ev}");
     b.send(&Message::Text("from b".into()));
-    a.send(&Message::Text("from a".into()));
-    assert_eq!(c.wait_text_in("from b")["device"], "dev-01#2");
-    assert_eq!(c.wait_text_in("from a")["device"], "dev-01");
+    assert_eq!(c.wait_text_in("from b")["device"], "dev-01");
+
+    // `#n` is left for HELLOs without an id, named by their address like cf and lines.
+    let mut x = Dev::connect(c.addr());
+    let welcome = x.hello("", &[]);
+    let ip = x.local().ip().to_string();
+    assert_eq!(kv(&welcome, "name"), Some(ip.as_str()), "{welcome:?}");
+    let mut y = Dev::connect(c.addr());
+    let welcome = y.hello("", &[]);
+    assert_eq!(
+        kv(&welcome, "name"),
+        Some(format!("{ip}#2").as_str()),
+        "{welcome:?}"
+    );
 
     // Once dev-01 has gone, its name is free again.
-    a.send(&Message::Bye(String::new()));
+    b.send(&Message::Bye(String::new()));
     c.wait_event("disconnected", &[("device", "dev-01".into())]);
     wait_name_free(&mut c, "dev-01");
     let mut again = Dev::connect(c.addr());
@@ -817,10 +830,16 @@ fn a_file_larger_than_max_file_size_is_refused() {
     assert_eq!(ack.value, refused::TOO_LARGE, "{ack:?}");
     assert!(!ack.detail.is_empty());
     c.wait_event("file_failed", &[("name", "big.bin".into())]);
-    // Its data is dropped, and the connection goes on.
+    // Its data is dropped quietly, its FILE_END gets the refusal again (1.1: every
+    // FILE_END is answered), and the connection goes on.
     d.data(1, 0, &[1; 512]);
     d.end(1, 0);
-    assert!(acks(&d.sync()).is_empty());
+    let again = acks(&d.sync());
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(
+        (again[0].status, again[0].value),
+        (AckStatus::Refused, refused::TOO_LARGE)
+    );
     let ack = d.upload(2, "small.bin", &[2; 1000]);
     check_saved(&mut c, &ack, "lim", &[2; 1000]);
 }
@@ -1568,4 +1587,188 @@ fn the_consoles_own_file_names_are_never_taken_by_devices() {
     m.send(&Message::Text("hi".into()));
     c.wait_event("text", &[("device", "received.jsonl_".into())]);
     assert!(c.dir().join("received.jsonl").is_file());
+}
+
+// ---------------------------------------------------------------------------------
+// Protocol 1.1: takeover, idempotent completion, BYE with a reason
+// ---------------------------------------------------------------------------------
+
+/// The BYE the console sends before it closes, and that it then closes.
+fn bye_then_close(d: &mut Dev) -> String {
+    let got = d.until_closed(WAIT);
+    match got.as_slice() {
+        [.., Message::Bye(reason)] => reason.clone(),
+        other => panic!("expected BYE then a close, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_board_that_reconnects_takes_over_its_half_open_connection_and_resumes() {
+    let mut c = Console::start(PATIENT);
+    let data = Rng::new(11).bytes(200_000);
+    let mut old = Dev::connect(c.addr());
+    old.hello("cam", &[]);
+    old.send(&Message::Text("before the drop".into()));
+    old.begin(1, Some(data.len() as u64), "big.bin", true);
+    assert_eq!(old.ack(WAIT).value, 0);
+    old.data_from(1, &data[..80_000], 0, 16 * 1024);
+    old.sync();
+    let old_conn = c.wait_event("connected", &[("device", "cam".into())])["conn"].clone();
+
+    // The old link is half-open: it neither sends nor closes. The board is back.
+    let mut new = Dev::connect(c.addr());
+    let welcome = new.hello("cam", &[]);
+    assert_eq!(kv(&welcome, "name"), Some("cam"), "{welcome:?}");
+    let reason = bye_then_close(&mut old);
+    assert_eq!(
+        reason,
+        format!("replaced by a new connection from {}", new.local())
+    );
+    let gone = c.wait_event("disconnected", &[("conn", old_conn)]);
+    assert!(gone["reason"].as_str().unwrap().contains("replaced"), "{gone}");
+
+    // Its resume finds the `.part` the old connection left.
+    new.begin(1, Some(data.len() as u64), "big.bin", true);
+    let ack = new.ack(WAIT);
+    assert_eq!((ack.status, ack.value), (AckStatus::Resume, 80_000), "{ack:?}");
+    new.data_from(1, &data, 80_000, 16 * 1024);
+    new.end(1, crc32fast::hash(&data));
+    let ack = new.ack(WAIT_FILE);
+    check_saved(&mut c, &ack, "cam", &data);
+    new.send(&Message::Text("after the drop".into()));
+    c.wait_text_in("after the drop");
+    assert!(leftovers(c.dir()).is_empty(), "{:?}", leftovers(c.dir()));
+    assert_eq!(entries_named(&c.dir().join("cam"), "big"), ["big.bin"]);
+    // One conversation, in one log.
+    let log = std::fs::read_to_string(c.dir().join("cam/conversation.log")).unwrap();
+    assert!(
+        log.contains("before the drop") && log.contains("after the drop"),
+        "{log}"
+    );
+}
+
+#[test]
+fn only_a_connection_with_the_token_can_take_over() {
+    let mut c = Console::start(&["--token", "s3cret", "--auto-delay-ms", "10000"]);
+    let mut owner = Dev::connect(c.addr());
+    owner.hello("cam", &[("token", "s3cret")]);
+    c.wait_event("connected", &[("device", "cam".into())]);
+    let mut thief = Dev::connect(c.addr());
+    thief.send(&Message::Hello(vec![
+        ("id".into(), "cam".into()),
+        ("token".into(), "guess".into()),
+    ]));
+    let got = thief.until_closed(WAIT);
+    assert!(
+        matches!(got.as_slice(), [Message::Error { code: ERR_AUTH, .. }]),
+        "{got:?}"
+    );
+    // The owner is untouched and still answered.
+    assert!(owner.sync().is_empty());
+    let list = c.command("/list");
+    assert_eq!(list["devices"][0]["device"], "cam", "{list}");
+}
+
+#[test]
+fn a_repeated_file_end_is_answered_saved_again_with_one_file_on_disk() {
+    let mut c = Console::start(PATIENT);
+    let mut d = Dev::connect(c.addr());
+    d.hello("rep", &[]);
+    let data = Rng::new(3).bytes(50_000);
+    let ack = d.upload(1, "log.txt", &data);
+    check_saved(&mut c, &ack, "rep", &data);
+    // The SAVED was lost: the device asks again, twice.
+    for _ in 0..2 {
+        d.end(1, crc32fast::hash(&data));
+        let again = d.ack(WAIT);
+        assert_eq!(again, ack, "the same answer, the same path");
+    }
+    let written = written_by_devices(c.dir());
+    assert_eq!(written, [c.dir().join("rep/log.txt")], "exactly one file on disk");
+}
+
+#[test]
+fn a_resume_of_a_saved_file_is_answered_saved_without_a_second_copy_even_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir_arg = dir.path().display().to_string();
+    let args = ["--dir", dir_arg.as_str(), "--auto-delay-ms", "10000"];
+    let data = Rng::new(5).bytes(70_000);
+    let first_path = {
+        let mut c = Console::start(&args);
+        let mut d = Dev::connect(c.addr());
+        d.hello("cam", &[]);
+        let ack = d.upload(1, "photo.bin", &data);
+        let path = check_saved(&mut c, &ack, "cam", &data);
+        // Same connection, same name and size, RESUME: "I hold all of it".
+        d.begin(2, Some(data.len() as u64), "photo.bin", true);
+        let held = d.ack(WAIT);
+        assert_eq!((held.status, held.value), (AckStatus::Resume, data.len() as u64));
+        d.end(2, crc32fast::hash(&data));
+        assert_eq!(
+            d.ack(WAIT),
+            Ack {
+                file_id: 2,
+                ..ack.clone()
+            }
+        );
+        path
+    };
+    // A new run of the console on the same folder.
+    let mut c = Console::start(&args);
+    let mut d = Dev::connect(c.addr());
+    d.hello("cam", &[]);
+    d.begin(7, Some(data.len() as u64), "photo.bin", true);
+    let held = d.ack(WAIT);
+    assert_eq!((held.status, held.value), (AckStatus::Resume, data.len() as u64));
+    d.end(7, crc32fast::hash(&data));
+    let ack = d.ack(WAIT);
+    assert_eq!(ack.status, AckStatus::Saved, "{ack:?}");
+    assert_eq!(c.dir().join(&ack.detail), first_path);
+    assert_eq!(entries_named(&c.dir().join("cam"), "photo"), ["photo.bin"]);
+    assert!(no_event(&mut c, "file_saved", Duration::from_millis(300)).is_none());
+
+    // Same name and size, other bytes: RESUME 0, and it is received as a new file.
+    let other = Rng::new(6).bytes(data.len());
+    d.begin(8, Some(other.len() as u64), "photo.bin", true);
+    assert_eq!(d.ack(WAIT).value, other.len() as u64);
+    d.end(8, crc32fast::hash(&other));
+    let again = d.ack(WAIT);
+    assert_eq!((again.status, again.value), (AckStatus::Resume, 0), "{again:?}");
+    d.data_from(8, &other, 0, 16 * 1024);
+    d.end(8, crc32fast::hash(&other));
+    let ack = d.ack(WAIT_FILE);
+    let path = check_saved(&mut c, &ack, "cam", &other);
+    assert!(path.ends_with("cam/photo (1).bin"), "{}", path.display());
+    assert_eq!(
+        std::fs::read(&first_path).unwrap(),
+        data,
+        "the first file is untouched"
+    );
+}
+
+#[test]
+fn the_console_says_bye_with_a_reason_on_kick_and_on_quit() {
+    let mut c = Console::start(PATIENT);
+    let mut kicked = Dev::connect(c.addr());
+    kicked.hello("k1", &[]);
+    let mut stays = Dev::connect(c.addr());
+    stays.hello("k2", &[]);
+    c.wait_device_count(2);
+    c.command("/kick k1");
+    assert_eq!(bye_then_close(&mut kicked), "kicked by the operator");
+    c.send("/quit");
+    assert_eq!(bye_then_close(&mut stays), "console stopping");
+    assert!(c.wait_exit(WAIT).success());
+}
+
+/// Names in `folder` that start with `stem`, sorted.
+fn entries_named(folder: &Path, stem: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(folder)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(stem))
+        .collect();
+    names.sort();
+    names
 }

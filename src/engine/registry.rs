@@ -23,6 +23,12 @@ pub enum SessionCommand {
     /// Send an operator command; the session adds its protocol's line ending.
     Send(String),
     Kick,
+    /// A new connection from `by` presented this device's id (protocol 1.1
+    /// takeover): say BYE, close, and drop `done` once the name is free.
+    Replace {
+        by: SocketAddr,
+        done: tokio::sync::oneshot::Sender<()>,
+    },
 }
 
 #[derive(Debug)]
@@ -34,6 +40,9 @@ pub struct Device {
     pub since: Instant,
     /// Set once the protocol is known and `connected` was emitted.
     pub announced: bool,
+    /// Named by its own HELLO id (not its IP address): a later HELLO with the same
+    /// id takes the name over.
+    pub named_by_id: bool,
     pub stats: Arc<Stats>,
     pub commands: mpsc::Sender<SessionCommand>,
 }
@@ -83,6 +92,7 @@ impl Registry {
                 protocol: "auto",
                 since: Instant::now(),
                 announced: false,
+                named_by_id: false,
                 stats,
                 commands,
             },
@@ -123,6 +133,24 @@ impl Registry {
         let name = self.claim_name(base, conn);
         if let Some(device) = self.devices.get_mut(&conn) {
             device.name = name.clone();
+        }
+        Some(name)
+    }
+
+    /// The command channel of the live connection that holds `name` by its HELLO id,
+    /// other than `except`: the one a takeover replaces.
+    pub fn held_by_id(&self, name: &str, except: ConnId) -> Option<mpsc::Sender<SessionCommand>> {
+        let conn = *self.names.get(name)?;
+        let device = self.devices.get(&conn)?;
+        (conn != except && device.named_by_id).then(|| device.commands.clone())
+    }
+
+    /// Renames a connection to its HELLO id (see [`Registry::rename`]) and marks it
+    /// as named by that id, when it got the id itself and not a `#n` variant.
+    pub fn rename_by_id(&mut self, conn: ConnId, id: &str) -> Option<String> {
+        let name = self.rename(conn, id)?;
+        if let Some(device) = self.devices.get_mut(&conn) {
+            device.named_by_id = name == id;
         }
         Some(name)
     }

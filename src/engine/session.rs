@@ -41,6 +41,8 @@ const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// A device that does not read its commands for this long is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the console tries to tell a frames device why it closes the connection.
+const BYE_WITHIN: Duration = Duration::from_secs(1);
 
 pub(super) async fn run(
     shared: Arc<Shared>,
@@ -137,6 +139,12 @@ enum End {
     Failed(String),
     /// A native-frame device said BYE.
     Goodbye(String),
+    /// A new connection presented this device's id and takes its name over;
+    /// `done` is dropped once the name is free.
+    Replaced {
+        by: SocketAddr,
+        done: Option<tokio::sync::oneshot::Sender<()>>,
+    },
 }
 
 impl End {
@@ -151,6 +159,18 @@ impl End {
             End::Kicked => "disconnected by the operator".into(),
             End::Stopped => "the console stopped".into(),
             End::Failed(why) => why.clone(),
+            End::Replaced { by, .. } => format!("replaced by a new connection from {by}"),
+        }
+    }
+
+    /// What the console says in BYE before it closes a frames connection (1.1), so
+    /// the device can tell a decision from a fault; None when the device ended it.
+    fn bye(&self) -> Option<String> {
+        match self {
+            End::Kicked => Some("kicked by the operator".into()),
+            End::Stopped => Some("console stopping".into()),
+            End::Replaced { by, .. } => Some(format!("replaced by a new connection from {by}")),
+            _ => None,
         }
     }
 }
@@ -251,6 +271,9 @@ impl Session {
                         }
                     }
                     Some(SessionCommand::Kick) | None => return End::Kicked,
+                    Some(SessionCommand::Replace { by, done }) => {
+                        return End::Replaced { by, done: Some(done) };
+                    }
                 },
                 ready = self.stream.readable() => {
                     if let Err(e) = ready {
@@ -756,7 +779,12 @@ impl Session {
             .await;
     }
 
-    async fn close(&mut self, end: End) {
+    async fn close(&mut self, mut end: End) {
+        if let (Mode::Frames(_), Some(reason)) = (&self.mode, end.bye()) {
+            // Best effort and brief: a half-open link must not hold up the close.
+            let bye = crate::protocol::frames::Message::Bye(reason);
+            let _ = tokio::time::timeout(BYE_WITHIN, self.send_message(&bye)).await;
+        }
         self.flush_partial_line().await;
         self.finish_cf_file(&end).await;
         self.keep_frame_transfers(&end).await;
@@ -772,6 +800,10 @@ impl Session {
                     reason: end.reason(),
                 })
                 .await;
+        }
+        // The name is free now: the connection that replaces this one may take it.
+        if let End::Replaced { done, .. } = &mut end {
+            drop(done.take());
         }
     }
 }

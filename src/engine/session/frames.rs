@@ -32,6 +32,9 @@ const MAX_FILE_IDS: usize = 64;
 /// A connection on the frame protocol must send a whole frame within this.
 pub const IDENTIFY_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// How long a takeover waits for the connection it replaces to let go of the name.
+const TAKEOVER_WITHIN: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// How many numbered `.part` files a resume looks through for a match.
 const RESUME_CANDIDATES: u32 = 16;
 
@@ -42,6 +45,9 @@ pub(crate) struct FramesState {
     transfers: HashMap<u32, FrameFile>,
     /// Unknown file_ids already answered with REFUSED (bounded).
     answered_unknown: std::collections::HashSet<u32>,
+    /// Files saved on this connection, by file_id: a repeated FILE_END (its SAVED
+    /// was lost) gets the same answer again (bounded).
+    saved: HashMap<u32, SavedAnswer>,
     /// Frames dropped because their payload CRC failed.
     bad_frames: u64,
     /// Wire size of the last frame decoded: the next read's size.
@@ -91,8 +97,24 @@ enum FrameFile {
         /// The expected offset already answered with FILE_ACK RESUME: once per gap.
         gap_reported: Option<u64>,
     },
-    /// Refused or failed: its data is dropped until FILE_END.
-    Refused,
+    /// Refused or failed (with its REFUSED code): its data is dropped, and its
+    /// FILE_END is answered with the same refusal.
+    Refused(u64),
+    /// A FILE_BEGIN+RESUME for a name and size this device has saved already: the
+    /// console answered "I hold all of it" and compares the CRC at FILE_END.
+    Held {
+        name: String,
+        size: u64,
+        copies: Vec<PathBuf>,
+    },
+}
+
+/// What a saved file's FILE_END was answered with.
+#[derive(Debug, Clone)]
+struct SavedAnswer {
+    crc32: u32,
+    size: u64,
+    relative: String,
 }
 
 /// Sidecar of a `.part` (`.<part name>.meta`): what a resume must match.
@@ -118,6 +140,7 @@ impl Session {
             identified: false,
             transfers: HashMap::new(),
             answered_unknown: Default::default(),
+            saved: HashMap::new(),
             bad_frames: 0,
             last_frame: 0,
         }));
@@ -265,7 +288,8 @@ impl Session {
                 && !id.trim().is_empty()
             {
                 let base = crate::engine::names::device_folder(id);
-                if let Some(name) = self.shared.registry().rename(self.conn, &base) {
+                self.take_over(&base).await;
+                if let Some(name) = self.shared.registry().rename_by_id(self.conn, &base) {
                     self.folder = self.shared.settings.dir.join(&name);
                     self.device = name;
                 }
@@ -284,6 +308,29 @@ impl Session {
         }
         self.announce("frames").await;
         Box::pin(self.on_message(message)).await
+    }
+
+    /// Protocol 1.1 takeover, as MQTT does with a client id: the live connection that
+    /// holds this id (often a half-open one the console has not noticed is gone) is
+    /// told to say BYE and close, and this one waits until the name is free. A holder
+    /// that does not let go in time keeps it; this connection is then named `#n`.
+    async fn take_over(&mut self, id: &str) {
+        let Some(holder) = self.shared.registry().held_by_id(id, self.conn) else {
+            return;
+        };
+        let (done, released) = tokio::sync::oneshot::channel();
+        let by = self.peer;
+        let _ = tokio::time::timeout(TAKEOVER_WITHIN, async move {
+            if holder
+                .send(crate::engine::registry::SessionCommand::Replace { by, done })
+                .await
+                .is_ok()
+            {
+                // Dropped by the old session once it has left the registry.
+                let _ = released.await;
+            }
+        })
+        .await;
     }
 
     async fn file_begin(
@@ -315,7 +362,29 @@ impl Session {
             self.refuse(file_id, &name, refused::TOO_LARGE, why).await?;
             return Ok(());
         }
-        let opened = match self.resumable_part(&name, size, resume).await {
+        if let Mode::Frames(state) = &mut self.mode {
+            state.saved.remove(&file_id);
+        }
+        let resumed = self.resumable_part(&name, size, resume).await;
+        if resumed.is_none()
+            && resume
+            && let Some(size) = size
+        {
+            // Saved already (its SAVED was lost, or the device restarted): "I hold
+            // all of it"; the CRC at FILE_END decides.
+            let copies = saved_copies(self.folder.clone(), name.clone(), size).await;
+            if !copies.is_empty() {
+                if let Mode::Frames(state) = &mut self.mode {
+                    state
+                        .transfers
+                        .insert(file_id, FrameFile::Held { name, size, copies });
+                }
+                return self
+                    .ack(file_id, AckStatus::Resume, size, "saved already".into())
+                    .await;
+            }
+        }
+        let opened = match resumed {
             Some(part) => Ok(part),
             None => PartFile::create(self.folder.clone(), name.clone()).await,
         };
@@ -407,7 +476,7 @@ impl Session {
         if let Mode::Frames(state) = &mut self.mode
             && state.transfers.len() < MAX_FILE_IDS
         {
-            state.transfers.insert(file_id, FrameFile::Refused);
+            state.transfers.insert(file_id, FrameFile::Refused(code));
         }
         self.shared
             .emit(EventKind::FileFailed {
@@ -470,7 +539,12 @@ impl Session {
             let value = if over_size { expected } else { refused::TOO_LARGE };
             self.drop_transfer(file_id, why).await;
             if let Mode::Frames(state) = &mut self.mode {
-                state.transfers.insert(file_id, FrameFile::Refused);
+                let code = if over_size {
+                    refused::PAST_SIZE
+                } else {
+                    refused::TOO_LARGE
+                };
+                state.transfers.insert(file_id, FrameFile::Refused(code));
             }
             let status = if over_size {
                 AckStatus::SizeMismatch
@@ -521,18 +595,32 @@ impl Session {
         };
         let (transfer, meta) = match state.transfers.remove(&file_id) {
             Some(FrameFile::Active { transfer, meta, .. }) => (transfer, meta),
-            // Refused earlier, and answered then.
-            Some(FrameFile::Refused) => return Ok(()),
-            // Never begun: its FILE_BEGIN was lost.
+            // Every FILE_END is answered (1.1), so a device whose answer was lost
+            // can ask again: a refused file gets its refusal again.
+            Some(FrameFile::Refused(code)) => {
+                state.transfers.insert(file_id, FrameFile::Refused(code));
+                let detail = format!("refused earlier: {}", refused::name(code));
+                return self.ack(file_id, AckStatus::Refused, code, detail).await;
+            }
+            Some(FrameFile::Held { name, size, copies }) => {
+                return self.end_held(file_id, crc32, name, size, copies).await;
+            }
             None => {
-                if state.answer_unknown(file_id) {
-                    let detail =
-                        "unknown file_id (its FILE_BEGIN was lost?): send the file again".to_string();
-                    return self
-                        .ack(file_id, AckStatus::Refused, refused::UNKNOWN_FILE_ID, detail)
-                        .await;
+                // Saved already on this connection: its SAVED was lost.
+                if let Some(saved) = state.saved.get(&file_id).cloned() {
+                    if saved.crc32 == crc32 {
+                        return self
+                            .ack(file_id, AckStatus::Saved, saved.size, saved.relative)
+                            .await;
+                    }
+                    let detail = "the CRCs differ from the file saved under this file_id".to_string();
+                    return self.ack(file_id, AckStatus::CrcMismatch, 0, detail).await;
                 }
-                return Ok(());
+                // Never begun: its FILE_BEGIN was lost.
+                let detail = "unknown file_id (its FILE_BEGIN was lost?): send the file again".to_string();
+                return self
+                    .ack(file_id, AckStatus::Refused, refused::UNKNOWN_FILE_ID, detail)
+                    .await;
             }
         };
         let part_path = transfer.part.part_path().to_path_buf();
@@ -592,11 +680,15 @@ impl Session {
         match self.record_saved(&name, started, finished, false).await {
             Some(path) => {
                 let _ = discard(meta).await;
-                let relative = path
-                    .strip_prefix(&self.shared.settings.dir)
-                    .unwrap_or(&path)
-                    .display()
-                    .to_string();
+                let relative = self.relative(&path);
+                self.remember_saved(
+                    file_id,
+                    SavedAnswer {
+                        crc32,
+                        size: saved_size,
+                        relative: relative.clone(),
+                    },
+                );
                 self.ack(file_id, AckStatus::Saved, saved_size, relative).await
             }
             None => {
@@ -609,6 +701,67 @@ impl Session {
                 .await
             }
         }
+    }
+
+    /// FILE_END for a file the console said it held: SAVED with the existing path
+    /// when a saved copy has that CRC (nothing new is written), else RESUME 0 and
+    /// the file is received again as a new one.
+    async fn end_held(
+        &mut self,
+        file_id: u32,
+        crc32: u32,
+        name: String,
+        size: u64,
+        copies: Vec<PathBuf>,
+    ) -> Result<(), End> {
+        let found = tokio::task::spawn_blocking(move || {
+            copies
+                .into_iter()
+                .find(|path| file_crc32(path).ok() == Some(crc32))
+        })
+        .await
+        .ok()
+        .flatten();
+        if let Some(path) = found {
+            let relative = self.relative(&path);
+            self.remember_saved(
+                file_id,
+                SavedAnswer {
+                    crc32,
+                    size,
+                    relative: relative.clone(),
+                },
+            );
+            return self.ack(file_id, AckStatus::Saved, size, relative).await;
+        }
+        self.file_begin(file_id, Some(size), &name, false).await?;
+        let started = matches!(
+            &self.mode,
+            Mode::Frames(state) if matches!(state.transfers.get(&file_id), Some(FrameFile::Active { .. }))
+        );
+        if started {
+            let detail = "the saved copy differs: send the file again from 0".to_string();
+            self.ack(file_id, AckStatus::Resume, 0, detail).await?;
+        }
+        Ok(())
+    }
+
+    /// A saved file's answer, kept for a repeated FILE_END (bounded).
+    fn remember_saved(&mut self, file_id: u32, answer: SavedAnswer) {
+        if let Mode::Frames(state) = &mut self.mode {
+            if state.saved.len() >= MAX_FILE_IDS {
+                state.saved.clear();
+            }
+            state.saved.insert(file_id, answer);
+        }
+    }
+
+    /// A path under --dir as the device is told it: relative to --dir.
+    fn relative(&self, path: &Path) -> String {
+        path.strip_prefix(&self.shared.settings.dir)
+            .unwrap_or(path)
+            .display()
+            .to_string()
     }
 
     /// Ends a transfer that will not complete on this connection; its `.part` and
@@ -632,6 +785,98 @@ impl Session {
         let why = format!("interrupted ({}); kept so the device can resume it", end.reason());
         for id in ids {
             self.drop_transfer(id, &why).await;
+        }
+    }
+}
+
+/// Saved files in `folder` that could be `name` of `size` bytes: `name` itself and
+/// its numbered variants (`name (n).ext`), real files only, newest first, a few.
+async fn saved_copies(folder: PathBuf, name: String, size: u64) -> Vec<PathBuf> {
+    tokio::task::spawn_blocking(move || {
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            return Vec::new();
+        };
+        let mut found: Vec<(std::time::SystemTime, PathBuf)> = entries
+            .filter_map(Result::ok)
+            .filter(|e| is_copy_of(&e.file_name().to_string_lossy(), &name))
+            .filter_map(|e| {
+                // symlink_metadata: a link is never taken for a saved file.
+                let meta = std::fs::symlink_metadata(e.path()).ok()?;
+                let modified = meta.modified().ok()?;
+                (meta.is_file() && meta.len() == size).then(|| (modified, e.path()))
+            })
+            .collect();
+        found.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
+        found.into_iter().take(SAVED_COPIES).map(|(_, p)| p).collect()
+    })
+    .await
+    .unwrap_or_default()
+}
+
+/// How many saved copies of one name a FILE_BEGIN+RESUME compares at most.
+const SAVED_COPIES: usize = 16;
+
+/// True for `name` and for `numbered(name, n)` with any n.
+fn is_copy_of(candidate: &str, name: &str) -> bool {
+    if candidate == name {
+        return true;
+    }
+    let (stem, ext) = match name.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() => (stem, Some(ext)),
+        _ => (name, None),
+    };
+    let rest = match ext {
+        Some(ext) => candidate.strip_suffix(ext).and_then(|r| r.strip_suffix('.')),
+        None => Some(candidate),
+    };
+    rest.and_then(|r| r.strip_prefix(stem))
+        .and_then(|r| r.strip_prefix(" ("))
+        .and_then(|r| r.strip_suffix(')'))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The CRC-32 of a whole file, read without following a link.
+fn file_crc32(path: &Path) -> std::io::Result<u32> {
+    use std::io::Read;
+    if std::fs::symlink_metadata(path)?.file_type().is_symlink() {
+        return Err(std::io::Error::other("a symbolic link"));
+    }
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(hasher.finalize());
+        }
+        hasher.update(&buf[..n]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_are_the_name_and_its_numbered_variants() {
+        for (candidate, name) in [
+            ("a.bmp", "a.bmp"),
+            ("a (1).bmp", "a.bmp"),
+            ("a (27).bmp", "a.bmp"),
+            ("README (3)", "README"),
+            ("x.tar (2).gz", "x.tar.gz"),
+        ] {
+            assert!(is_copy_of(candidate, name), "{candidate} of {name}");
+        }
+        for (candidate, name) in [
+            ("a (x).bmp", "a.bmp"),
+            ("a ().bmp", "a.bmp"),
+            ("ab.bmp", "a.bmp"),
+            ("a.bmp.part", "a.bmp"),
+            ("a (1).png", "a.bmp"),
+            ("b (1).bmp", "a.bmp"),
+        ] {
+            assert!(!is_copy_of(candidate, name), "{candidate} is not {name}");
         }
     }
 }
