@@ -48,6 +48,14 @@ pub struct Cli {
     #[arg(long, value_name = "BYTES", value_parser = parse_size_arg)]
     pub max_file_size: Option<u64>,
 
+    /// Size at which a device's conversation.log is rotated to conversation.log.1 [default: 16MiB].
+    #[arg(long, value_name = "BYTES", value_parser = parse_size_arg)]
+    pub max_log_size: Option<u64>,
+
+    /// Unfinished files (.part) kept per device for resuming; the oldest go first [default: 64].
+    #[arg(long, value_name = "N")]
+    pub max_parts: Option<usize>,
+
     /// Read settings from this file instead of the platform config folder's config.toml.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,

@@ -17,6 +17,8 @@ pub const DEFAULT_MAX_LINE: u64 = 64 * 1024;
 pub const DEFAULT_MAX_FILE_SIZE: u64 = 4 * 1024 * 1024 * 1024;
 pub const DEFAULT_GREETING: &str = "hello client";
 pub const DEFAULT_AUTO_DELAY: Duration = Duration::from_millis(300);
+pub const DEFAULT_MAX_LOG_SIZE: u64 = 16 * 1024 * 1024;
+pub const DEFAULT_MAX_PARTS: usize = 64;
 pub const DEFAULT_MAX_FRAME: u64 = crate::protocol::frames::DEFAULT_MAX_FRAME as u64;
 
 /// A setting the user got wrong, said as a sentence that tells what to do.
@@ -81,6 +83,10 @@ pub struct Settings {
     pub max_frame: usize,
     /// The TUI's theme, as given (`--theme` or `theme = "..."`).
     pub theme: String,
+    /// A conversation.log larger than this is rotated to conversation.log.1.
+    pub max_log_size: u64,
+    /// `.part` files kept per device folder; the oldest are removed first.
+    pub max_parts: usize,
 }
 
 impl Settings {
@@ -133,6 +139,19 @@ impl Settings {
         if !(64..=64 * 1024 * 1024).contains(&max_frame) {
             return Err(ConfigError("max_frame must be between 64 bytes and 64MiB".into()));
         }
+        let max_log_size = cli
+            .max_log_size
+            .or(file.max_log_size)
+            .unwrap_or(DEFAULT_MAX_LOG_SIZE);
+        if max_log_size < 4096 {
+            return Err(ConfigError("max_log_size must be at least 4KiB".into()));
+        }
+        let max_parts = cli.max_parts.or(file.max_parts).unwrap_or(DEFAULT_MAX_PARTS);
+        if max_parts == 0 {
+            return Err(ConfigError(
+                "max_parts must be at least 1 (unfinished files kept per device for resuming)".into(),
+            ));
+        }
         let token = cli.token.clone().or(file.token);
         if token.as_deref() == Some("") {
             return Err(ConfigError(
@@ -174,6 +193,8 @@ impl Settings {
                 .clone()
                 .or(file.theme)
                 .unwrap_or_else(|| "default".into()),
+            max_log_size,
+            max_parts,
         })
     }
 }
@@ -213,6 +234,8 @@ struct FileConfig {
     token: Option<String>,
     max_frame: Option<u64>,
     theme: Option<String>,
+    max_log_size: Option<u64>,
+    max_parts: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -251,6 +274,8 @@ struct RawFileConfig {
     token: Option<String>,
     max_frame: Option<SizeValue>,
     theme: Option<String>,
+    max_log_size: Option<SizeValue>,
+    max_parts: Option<usize>,
 }
 
 impl FileConfig {
@@ -316,6 +341,8 @@ impl FileConfig {
             token: raw.token,
             max_frame: size("max_frame", raw.max_frame)?,
             theme: raw.theme,
+            max_log_size: size("max_log_size", raw.max_log_size)?,
+            max_parts: raw.max_parts,
         })
     }
 }

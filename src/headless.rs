@@ -214,6 +214,9 @@ pub fn human(event: &Event) -> Option<String> {
         EventKind::Disconnected { device, reason, .. } => {
             format!("- {} disconnected ({})", safe(device), safe(reason))
         }
+        EventKind::PartRemoved { device, path, reason } => {
+            format!("- {}: removed {} ({})", safe(device), safe(path), safe(reason))
+        }
         EventKind::Error { message } => format!("error: {}", safe(message)),
         EventKind::Reply {
             ok: true, command, ..

@@ -108,6 +108,13 @@ pub enum EventKind {
         #[serde(skip_serializing_if = "Option::is_none")]
         part: Option<String>,
     },
+    /// An unfinished file (`.part` and its sidecar) removed to keep a device
+    /// folder within `--max-parts`.
+    PartRemoved {
+        device: String,
+        path: String,
+        reason: String,
+    },
     Disconnected {
         conn: ConnId,
         device: String,

@@ -12,10 +12,13 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::event::{Direction, Event, EventKind};
+use super::safe_fs;
 use crate::text::for_terminal;
 
 pub const MANIFEST: &str = "received.jsonl";
 pub const CONVERSATION_LOG: &str = "conversation.log";
+/// The previous conversation.log, once it reached the size cap.
+pub const ROTATED_LOG: &str = "conversation.log.1";
 
 /// Open conversation logs kept at once; more are closed and reopened on demand.
 const MAX_OPEN_LOGS: usize = 256;
@@ -55,15 +58,18 @@ impl JournalThread {
 }
 
 impl Journal {
+    /// `max_log_size`: a conversation.log that would grow past it is renamed
+    /// conversation.log.1 (replacing the older one) and a new one is started.
     pub fn start(
         dir: PathBuf,
         log_conversations: bool,
+        max_log_size: u64,
         events: mpsc::Sender<Event>,
     ) -> (Journal, JournalThread) {
         let (tx, rx) = mpsc::channel(4096);
         let handle = std::thread::Builder::new()
             .name("benchlink-journal".into())
-            .spawn(move || Writer::new(dir, log_conversations, events).run(rx));
+            .spawn(move || Writer::new(dir, log_conversations, max_log_size, events).run(rx));
         let handle = match handle {
             Ok(h) => h,
             // Without a thread there is no journal; keep the console running.
@@ -104,17 +110,20 @@ impl Journal {
 struct Writer {
     dir: PathBuf,
     log_conversations: bool,
+    max_log_size: u64,
     events: mpsc::Sender<Event>,
-    logs: HashMap<String, File>,
+    /// Open logs with their current size.
+    logs: HashMap<String, (File, u64)>,
     /// Devices whose log already failed once: one error event, not one per line.
     failed: std::collections::HashSet<String>,
 }
 
 impl Writer {
-    fn new(dir: PathBuf, log_conversations: bool, events: mpsc::Sender<Event>) -> Self {
+    fn new(dir: PathBuf, log_conversations: bool, max_log_size: u64, events: mpsc::Sender<Event>) -> Self {
         Self {
             dir,
             log_conversations,
+            max_log_size,
             events,
             logs: HashMap::new(),
             failed: Default::default(),
@@ -138,20 +147,32 @@ impl Writer {
     }
 
     fn append_log(&mut self, device: &str, line: &str) {
+        let folder = self.dir.join(device);
+        let path = folder.join(CONVERSATION_LOG);
+        if let Some((_, size)) = self.logs.get(device)
+            && *size > 0
+            && size + line.len() as u64 > self.max_log_size
+        {
+            self.logs.remove(device);
+            if let Err(e) = std::fs::rename(&path, folder.join(ROTATED_LOG)) {
+                return self.report(
+                    device,
+                    &format!("cannot rotate the conversation log of {device}: {e}"),
+                );
+            }
+        }
         if !self.logs.contains_key(device) {
             if self.logs.len() >= MAX_OPEN_LOGS {
                 self.logs.clear();
             }
-            let folder = self.dir.join(device);
-            let opened = std::fs::create_dir_all(&folder).and_then(|()| {
-                OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(folder.join(CONVERSATION_LOG))
+            let opened = safe_fs::real_dir(&folder).and_then(|()| {
+                let file = safe_fs::open(OpenOptions::new().create(true).append(true), &path)?;
+                let size = file.metadata()?.len();
+                Ok((file, size))
             });
             match opened {
-                Ok(f) => {
-                    self.logs.insert(device.to_string(), f);
+                Ok(log) => {
+                    self.logs.insert(device.to_string(), log);
                 }
                 Err(e) => {
                     return self.report(
@@ -161,14 +182,17 @@ impl Writer {
                 }
             }
         }
-        if let Some(f) = self.logs.get_mut(device)
-            && let Err(e) = f.write_all(line.as_bytes())
-        {
-            self.logs.remove(device);
-            self.report(
-                device,
-                &format!("cannot append to the conversation log of {device}: {e}"),
-            );
+        if let Some((f, size)) = self.logs.get_mut(device) {
+            match f.write_all(line.as_bytes()) {
+                Ok(()) => *size += line.len() as u64,
+                Err(e) => {
+                    self.logs.remove(device);
+                    self.report(
+                        device,
+                        &format!("cannot append to the conversation log of {device}: {e}"),
+                    );
+                }
+            }
         }
     }
 
@@ -177,11 +201,11 @@ impl Writer {
             return;
         };
         line.push('\n');
-        let written = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join(MANIFEST))
-            .and_then(|mut f| f.write_all(line.as_bytes()));
+        let written = safe_fs::open(
+            OpenOptions::new().create(true).append(true),
+            &self.dir.join(MANIFEST),
+        )
+        .and_then(|mut f| f.write_all(line.as_bytes()));
         if let Err(e) = written {
             self.report(
                 MANIFEST,

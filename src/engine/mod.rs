@@ -5,6 +5,7 @@ pub mod event;
 pub mod journal;
 pub mod names;
 pub mod registry;
+pub mod safe_fs;
 mod session;
 pub mod sink;
 
@@ -80,6 +81,11 @@ impl Shared {
         parts.insert(path.to_path_buf())
     }
 
+    pub fn part_in_use(&self, path: &Path) -> bool {
+        let parts = self.active_parts.lock().unwrap_or_else(|p| p.into_inner());
+        parts.contains(path)
+    }
+
     pub fn release_part(&self, path: &Path) {
         let mut parts = self.active_parts.lock().unwrap_or_else(|p| p.into_inner());
         parts.remove(path);
@@ -131,8 +137,12 @@ impl Engine {
         let (event_tx, event_rx) = mpsc::channel(EVENT_QUEUE);
         let (command_tx, command_rx) = mpsc::channel(64);
         let dir = std::fs::canonicalize(&self.settings.dir).unwrap_or_else(|_| self.settings.dir.clone());
-        let (journal, journal_thread) =
-            Journal::start(dir.clone(), self.settings.log_conversations, event_tx.clone());
+        let (journal, journal_thread) = Journal::start(
+            dir.clone(),
+            self.settings.log_conversations,
+            self.settings.max_log_size,
+            event_tx.clone(),
+        );
         let mut settings = self.settings;
         settings.dir = dir;
         let shared = Arc::new(Shared {

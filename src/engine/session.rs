@@ -20,7 +20,8 @@ use tokio::time::{Instant, sleep_until};
 use super::event::{ConnId, Direction, EventKind};
 use super::journal::ReceivedRecord;
 use super::registry::{SessionCommand, Stats};
-use super::sink::{Finished, PartFile, place};
+use super::safe_fs;
+use super::sink::{self, Finished, PartFile, place};
 use super::{Event, Shared};
 use crate::protocol::cf::{CfDecoder, CfMessage};
 use crate::protocol::lines::LineDecoder;
@@ -467,10 +468,11 @@ impl Session {
         }
         let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S%.3f");
         let name = format!("{stamp}.{}", observed.kind().extension());
+        self.make_room_for_part().await;
         let part = match PartFile::create(self.folder.clone(), name.clone()).await {
             Ok(part) => part,
             Err(e) => {
-                self.disk_failure(&name, &e).await;
+                self.disk_failure(&name, &e, None, None).await;
                 return;
             }
         };
@@ -494,9 +496,16 @@ impl Session {
         };
         let limit = self.shared.settings.max_file_size;
         if t.part.len() + data.len() as u64 > limit {
+            // What fits under the limit is kept with the rest of the `.part`.
+            let fits = limit.saturating_sub(t.part.len()) as usize;
+            let fit_written = t.part.write(data.slice(..fits.min(data.len()))).await;
             let CfFile::Active(t) = std::mem::replace(&mut self.cf_file, CfFile::Discarding) else {
                 return;
             };
+            if let Err(e) = fit_written {
+                let part = t.part.part_path().to_path_buf();
+                return self.disk_failure(&t.name, &e, Some(part), None).await;
+            }
             let reason = format!(
                 "larger than the {} limit (--max-file-size); the rest is discarded",
                 humansize::format_size(limit, humansize::BINARY)
@@ -506,9 +515,9 @@ impl Session {
         }
         t.observed.observe(&data);
         if let Err(e) = t.part.write(data).await {
-            let name = t.name.clone();
+            let (name, part) = (t.name.clone(), t.part.part_path().to_path_buf());
             self.cf_file = CfFile::Discarding;
-            self.disk_failure(&name, &e).await;
+            self.disk_failure(&name, &e, Some(part), None).await;
             return;
         }
         if let Some(due) = progress_due(t) {
@@ -583,12 +592,12 @@ impl Session {
 
     async fn save(&mut self, t: Transfer, ended_by_close: bool) {
         let started = t.started;
-        let name = t.name.clone();
+        let (name, part) = (t.name.clone(), t.part.part_path().to_path_buf());
         match t.part.finish().await {
             Ok(finished) => {
                 self.record_saved(&name, started, finished, ended_by_close).await;
             }
-            Err(e) => self.disk_failure(&name, &e).await,
+            Err(e) => self.disk_failure(&name, &e, Some(part), None).await,
         }
     }
 
@@ -601,10 +610,21 @@ impl Session {
         finished: Finished,
         ended_by_close: bool,
     ) -> Option<PathBuf> {
+        let part = finished.part_path.clone();
         let path = match place(finished.part_path, self.folder.clone(), name.to_string()).await {
             Ok(p) => p,
             Err(e) => {
-                self.disk_failure(name, &e).await;
+                // Complete and checked: kept as `.part` rather than lost.
+                let kept = part.display().to_string();
+                self.shared
+                    .emit(EventKind::FileFailed {
+                        conn: self.conn,
+                        device: self.device.clone(),
+                        name: name.to_string(),
+                        reason: format!("cannot give it its final name: {e}; it is complete in {kept}"),
+                        part: Some(kept),
+                    })
+                    .await;
                 return None;
             }
         };
@@ -643,7 +663,16 @@ impl Session {
     }
 
     async fn keep_failed(&mut self, t: Transfer, reason: String) {
-        let part = t.part.keep().await.ok().map(|p| p.display().to_string());
+        let part = if t.part.is_empty() {
+            // Nothing to resume from: an empty `.part` would only pile up.
+            let path = t.part.part_path().to_path_buf();
+            drop(t.part);
+            let _ = sink::discard(sink::meta_path(&path)).await;
+            let _ = sink::discard(path).await;
+            None
+        } else {
+            t.part.keep().await.ok().map(|p| p.display().to_string())
+        };
         let reason = match &part {
             Some(p) => format!("{reason}; what arrived is kept as {p}"),
             None => reason,
@@ -659,23 +688,81 @@ impl Session {
             .await;
     }
 
-    /// A disk error fails this one transfer; the console and other devices go on.
-    async fn disk_failure(&mut self, name: &str, e: &io::Error) {
-        let message = format!(
-            "cannot write {name} from {} in {}: {e}",
-            self.device,
-            self.folder.display()
-        );
+    /// Keeps at most `--max-parts` `.part` files in this device's folder: before a
+    /// new one is made, the oldest not in use go, with their sidecars, each with a
+    /// `part_removed` event. A device that begins files and never ends them can then
+    /// not fill the disk with them.
+    pub(super) async fn make_room_for_part(&mut self) {
+        let folder = self.folder.clone();
+        let parts = tokio::task::spawn_blocking(move || sink::list_parts(&folder))
+            .await
+            .unwrap_or_default();
+        let max = self.shared.settings.max_parts;
+        let mut excess = (parts.len() + 1).saturating_sub(max);
+        for part in parts {
+            if excess == 0 {
+                break;
+            }
+            if self.shared.part_in_use(&part) {
+                continue;
+            }
+            let _ = sink::discard(sink::meta_path(&part)).await;
+            if sink::discard(part.clone()).await.is_ok() {
+                excess -= 1;
+                self.shared
+                    .emit(EventKind::PartRemoved {
+                        device: self.device.clone(),
+                        path: part.display().to_string(),
+                        reason: format!("the oldest of more than {max} unfinished files (--max-parts)"),
+                    })
+                    .await;
+            }
+        }
+    }
+
+    /// A disk error fails this one transfer, once (one `file_failed`); the console
+    /// and other devices go on. Its `.part` (and sidecar) is removed so a full disk
+    /// is not kept full by it, unless `resumable_rest` bytes would fit again (then
+    /// the device can resume it once the disk has room). A link found where our
+    /// file should be is also an `error` event: someone planted it.
+    async fn disk_failure(
+        &mut self,
+        name: &str,
+        e: &io::Error,
+        part: Option<PathBuf>,
+        resumable_rest: Option<u64>,
+    ) {
+        if safe_fs::is_link(e) {
+            let message = format!(
+                "cannot write {name} from {} in {}: {e}",
+                self.device,
+                self.folder.display()
+            );
+            self.shared.emit(EventKind::Error { message }).await;
+        }
+        let mut kept = None;
+        if let Some(part) = part {
+            let room = safe_fs::free_space(&self.folder);
+            if resumable_rest.is_some_and(|rest| room.is_some_and(|free| free > rest)) {
+                kept = Some(part.display().to_string());
+            } else {
+                let _ = sink::discard(sink::meta_path(&part)).await;
+                let _ = sink::discard(part).await;
+            }
+        }
+        let reason = match &kept {
+            Some(p) => format!("cannot store it: {e}; what arrived is kept as {p} for a resume"),
+            None => format!("cannot store it: {e}"),
+        };
         self.shared
             .emit(EventKind::FileFailed {
                 conn: self.conn,
                 device: self.device.clone(),
                 name: name.to_string(),
-                reason: e.to_string(),
-                part: None,
+                reason,
+                part: kept,
             })
             .await;
-        self.shared.emit(EventKind::Error { message }).await;
     }
 
     async fn start_cf(&mut self, chosen_by_auto: bool) -> Result<(), End> {

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use tokio::task::JoinHandle;
 
 use super::names::{RESERVED_NAMES, numbered};
+use super::safe_fs;
 
 /// Bytes gathered before one write to disk; with one batch in flight and one
 /// filling, a transfer holds at most about twice this in memory.
@@ -47,16 +48,10 @@ impl PartFile {
     /// folder if needed. Never opens an existing file.
     pub async fn create(folder: PathBuf, name: String) -> io::Result<Self> {
         let (part_path, file) = blocking(move || {
-            fs::create_dir_all(&folder)?;
-            for n in 0..10_000 {
-                let path = folder.join(format!("{}.part", numbered(&name, n)));
-                match OpenOptions::new().write(true).create_new(true).open(&path) {
-                    Ok(file) => return Ok((path, file)),
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                    Err(e) => return Err(e),
-                }
-            }
-            Err(io::Error::other(format!("too many files named like {name}.part")))
+            safe_fs::real_dir(&folder)?;
+            take_free_name(&folder, &name, ".part", false, |path| {
+                safe_fs::open(OpenOptions::new().write(true).create_new(true), path)
+            })
         })
         .await?;
         Ok(Self {
@@ -78,7 +73,7 @@ impl PartFile {
     pub async fn resume(part_path: PathBuf) -> io::Result<Self> {
         let path = part_path.clone();
         let (file, hasher, held) = blocking(move || {
-            let mut file = OpenOptions::new().read(true).append(true).open(&path)?;
+            let mut file = safe_fs::open(OpenOptions::new().read(true).append(true), &path)?;
             let mut hasher = crc32fast::Hasher::new();
             let mut buf = vec![0u8; FLUSH_AT];
             let mut held = 0u64;
@@ -201,6 +196,33 @@ impl PartFile {
     }
 }
 
+/// The `.part` files in `folder` (real files, not links), oldest first.
+pub fn list_parts(folder: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(folder) else {
+        return Vec::new();
+    };
+    let mut parts: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".part"))
+        .filter_map(|e| {
+            let meta = fs::symlink_metadata(e.path()).ok()?;
+            let modified = meta.modified().ok()?;
+            meta.is_file().then(|| (modified, e.path()))
+        })
+        .collect();
+    parts.sort();
+    parts.into_iter().map(|(_, p)| p).collect()
+}
+
+/// Sidecar of a native-frame `.part` (`.<part name>.meta`): what a resume must match.
+pub fn meta_path(part: &Path) -> PathBuf {
+    let file = part
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    part.with_file_name(format!(".{file}.meta"))
+}
+
 /// Deletes a `.part` that must not be kept (its content failed its check).
 pub async fn discard(part: PathBuf) -> io::Result<()> {
     blocking(move || fs::remove_file(part)).await
@@ -211,31 +233,82 @@ pub async fn discard(part: PathBuf) -> io::Result<()> {
 /// when two transfers finish with the same name at the same moment.
 pub async fn place(part: PathBuf, folder: PathBuf, name: String) -> io::Result<PathBuf> {
     blocking(move || {
-        for n in 0..10_000 {
-            // The console's own files in a device folder are never a received file's name.
-            if n == 0 && RESERVED_NAMES.contains(&name.as_str()) {
-                continue;
+        // The console's own files in a device folder are never a received file's name.
+        let reserved = RESERVED_NAMES.contains(&name.as_str());
+        let (candidate, ()) = take_free_name(&folder, &name, "", reserved, |candidate| {
+            match fs::hard_link(&part, candidate) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(e),
+                // File systems without hard links (FAT on a USB stick): check, then
+                // rename; a dangling link counts as taken, so it is never replaced.
+                Err(_) if safe_fs::is_free(candidate) => fs::rename(&part, candidate),
+                Err(_) => Err(io::Error::from(io::ErrorKind::AlreadyExists)),
             }
-            let candidate = folder.join(numbered(&name, n));
-            match fs::hard_link(&part, &candidate) {
-                Ok(()) => {
-                    fs::remove_file(&part)?;
-                    sync_folder(&folder);
-                    return Ok(candidate);
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                // File systems without hard links (FAT on a USB stick): check, then rename.
-                Err(_) if !candidate.exists() => {
-                    fs::rename(&part, &candidate)?;
-                    sync_folder(&folder);
-                    return Ok(candidate);
-                }
-                Err(_) => continue,
-            }
+        })?;
+        // After a hard link the `.part` is still there; after a rename it is not.
+        if !safe_fs::is_free(&part) {
+            fs::remove_file(&part)?;
         }
-        Err(io::Error::other(format!("too many files named like {name}")))
+        sync_folder(&folder);
+        Ok(candidate)
     })
     .await
+}
+
+/// Creates `<folder>/<name><suffix>`, or `<name> (n)<suffix>` with the first free
+/// n, through `take`, which must fail with `AlreadyExists` when the name is taken
+/// (create_new, hard_link: atomic, so nothing is ever overwritten). The numbers
+/// in use are found by galloping and bisecting, so the ten-thousandth `img.bmp`
+/// costs a few dozen probes, not ten thousand.
+fn take_free_name<T>(
+    folder: &Path,
+    name: &str,
+    suffix: &str,
+    skip_plain: bool,
+    mut take: impl FnMut(&Path) -> io::Result<T>,
+) -> io::Result<(PathBuf, T)> {
+    let path_of = |n: u32| folder.join(format!("{}{suffix}", numbered(name, n)));
+    let mut n = u32::from(skip_plain);
+    for _ in 0..64 {
+        let path = path_of(n);
+        match take(&path) {
+            Ok(made) => return Ok((path, made)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                n = first_free_after(n, |k| !safe_fs::is_free(&path_of(k)));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::other(format!(
+        "cannot find a free name for {name}{suffix} in {}",
+        folder.display()
+    )))
+}
+
+/// A number above `taken` that `is_taken` says is free, found in O(log n) probes
+/// on the usual case where the numbers in use are 1..=k (gaps only make the
+/// answer larger, never wrong: the caller's atomic create has the last word).
+fn first_free_after(taken: u32, is_taken: impl Fn(u32) -> bool) -> u32 {
+    let mut lo = taken.max(1);
+    if !is_taken(lo) {
+        return lo;
+    }
+    let mut step = 1u32;
+    let mut hi = lo.saturating_add(step);
+    while is_taken(hi) {
+        if hi == u32::MAX {
+            return hi;
+        }
+        lo = hi;
+        step = step.saturating_mul(2);
+        hi = hi.saturating_add(step);
+    }
+    // lo taken, hi free: bisect to the first free one.
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if is_taken(mid) { lo = mid } else { hi = mid }
+    }
+    hi
 }
 
 fn sync_folder(folder: &Path) {
@@ -308,5 +381,80 @@ mod tests {
             let kept = a.keep().await.expect("keep");
             assert!(kept.exists());
         });
+    }
+
+    #[test]
+    fn the_first_free_number_takes_few_probes() {
+        for taken_upto in [0u32, 1, 2, 3, 7, 100, 9_999, 1_000_000] {
+            let probes = std::cell::Cell::new(0);
+            let found = first_free_after(0, |k| {
+                probes.set(probes.get() + 1);
+                k <= taken_upto
+            });
+            assert_eq!(found, taken_upto + 1);
+            assert!(probes.get() <= 64, "{taken_upto}: {} probes", probes.get());
+        }
+        // A gap below the highest number is skipped, never reused wrongly.
+        assert!(first_free_after(0, |k| k <= 5 || (9..=12).contains(&k)) > 5);
+    }
+
+    #[test]
+    fn thousands_of_one_name_stay_fast_and_distinct() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        rt().block_on(async {
+            for i in 0..1200u32 {
+                let part = PartFile::create(dir.path().into(), "img.bmp".into())
+                    .await
+                    .expect("create");
+                let done = part.finish().await.expect("finish");
+                let path = place(done.part_path, dir.path().into(), "img.bmp".into())
+                    .await
+                    .expect("place");
+                let want = if i == 0 {
+                    "img.bmp".to_string()
+                } else {
+                    format!("img ({i}).bmp")
+                };
+                assert_eq!(path.file_name().and_then(|n| n.to_str()), Some(want.as_str()));
+            }
+        });
+    }
+
+    #[test]
+    fn a_planted_link_is_never_written_through() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let elsewhere = tempfile::tempdir().expect("tempdir");
+        let victim = elsewhere.path().join("victim");
+        std::fs::write(&victim, b"keep").expect("write");
+        std::os::unix::fs::symlink(&victim, dir.path().join("x.part")).expect("link");
+        std::os::unix::fs::symlink(&victim, dir.path().join("x")).expect("link");
+        rt().block_on(async {
+            // Resuming through the link is refused outright.
+            let err = PartFile::resume(dir.path().join("x.part"))
+                .await
+                .err()
+                .expect("refused");
+            assert!(safe_fs::is_link(&err), "{err}");
+            // A new part and its final name step around the links.
+            let mut part = PartFile::create(dir.path().into(), "x".into())
+                .await
+                .expect("create");
+            assert_eq!(part.part_path(), dir.path().join("x (1).part"));
+            part.write(Bytes::from_static(b"data")).await.expect("write");
+            let done = part.finish().await.expect("finish");
+            let path = place(done.part_path, dir.path().into(), "x".into())
+                .await
+                .expect("place");
+            assert_eq!(path, dir.path().join("x (1)"));
+        });
+        assert_eq!(std::fs::read(&victim).expect("read"), b"keep");
+        // A device folder that is a link is refused.
+        std::os::unix::fs::symlink(elsewhere.path(), dir.path().join("cam2")).expect("link");
+        let err = rt()
+            .block_on(PartFile::create(dir.path().join("cam2"), "y".into()))
+            .err()
+            .expect("refused");
+        assert!(safe_fs::is_link(&err), "{err}");
+        assert!(!elsewhere.path().join("y.part").exists());
     }
 }

@@ -527,6 +527,15 @@ impl App {
                     format!("disconnected ({reason})"),
                 );
             }
+            EventKind::PartRemoved { device, path, reason } => {
+                self.log(
+                    ts,
+                    None,
+                    &device,
+                    EntryKind::System,
+                    format!("removed {path} ({reason})"),
+                );
+            }
             EventKind::Error { message } => {
                 self.log(ts, None, "console", EntryKind::Error, message.clone());
                 self.notice = Some(Notice {

@@ -4,6 +4,8 @@
 //! Each test binary uses a different subset of this module.
 #![allow(dead_code)]
 
+pub mod dev;
+
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};

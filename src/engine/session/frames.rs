@@ -11,7 +11,8 @@ use tokio::time::Instant;
 use super::{End, Mode, Session, Transfer, progress_due};
 use crate::engine::event::{Direction, EventKind};
 use crate::engine::names::{numbered, sanitize};
-use crate::engine::sink::{PartFile, discard};
+use crate::engine::safe_fs;
+use crate::engine::sink::{PartFile, discard, meta_path};
 use crate::protocol::frames::{
     AckStatus, Decoded, ERR_AUTH, ERR_OVERSIZE, ERR_PROTOCOL, FrameDecoder, Message, OVERHEAD, kind_name,
     refused,
@@ -123,14 +124,6 @@ struct PartMeta {
     device: String,
     name: String,
     size: Option<u64>,
-}
-
-fn meta_path(part: &Path) -> PathBuf {
-    let file = part
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    part.with_file_name(format!(".{file}.meta"))
 }
 
 impl Session {
@@ -384,17 +377,39 @@ impl Session {
                     .await;
             }
         }
+        if let Some(size) = size {
+            let need = size.saturating_sub(resumed.as_ref().map_or(0, PartFile::len));
+            let dir = self.shared.settings.dir.clone();
+            let free = tokio::task::spawn_blocking(move || safe_fs::free_space(&dir))
+                .await
+                .ok()
+                .flatten();
+            if let Some(free) = free.filter(|&free| need > free) {
+                if let Some(part) = &resumed {
+                    self.shared.release_part(part.part_path());
+                }
+                let why = format!(
+                    "{} more are needed but the disk holds only {} free; free some space and send it again",
+                    humansize::format_size(need, humansize::BINARY),
+                    humansize::format_size(free, humansize::BINARY)
+                );
+                return self.refuse(file_id, &name, refused::DISK_FULL, why).await;
+            }
+        }
         let opened = match resumed {
             Some(part) => Ok(part),
-            None => PartFile::create(self.folder.clone(), name.clone()).await,
+            None => {
+                self.make_room_for_part().await;
+                PartFile::create(self.folder.clone(), name.clone()).await
+            }
         };
         let part = match opened {
             Ok(part) => part,
             Err(e) => {
-                self.disk_failure(&name, &e).await;
-                self.refuse(file_id, &name, disk_code(&e), format!("cannot store it: {e}"))
-                    .await?;
-                return Ok(());
+                self.disk_failure(&name, &e, None, None).await;
+                return self
+                    .refused_quietly(file_id, disk_code(&e), format!("cannot store it: {e}"))
+                    .await;
             }
         };
         self.shared.claim_part(part.part_path());
@@ -405,10 +420,18 @@ impl Session {
             size,
         };
         let meta_for_write = meta.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            serde_json::to_vec(&record).map(|bytes| std::fs::write(meta_for_write, bytes))
+        let written = tokio::task::spawn_blocking(move || match serde_json::to_vec(&record) {
+            Ok(bytes) => safe_fs::write(&meta_for_write, &bytes),
+            Err(e) => Err(std::io::Error::other(e)),
         })
         .await;
+        if let Ok(Err(e)) = written
+            && safe_fs::is_link(&e)
+        {
+            // Received all the same; only a later resume of it is given up.
+            let message = format!("{name} from {} cannot be resumed later: {e}", self.device);
+            self.shared.emit(EventKind::Error { message }).await;
+        }
         let held = part.len();
         self.shared
             .emit(EventKind::FileStarted {
@@ -449,7 +472,7 @@ impl Session {
             let part = self.folder.join(format!("{}.part", numbered(name, n)));
             let meta = meta_path(&part);
             let matches = tokio::task::spawn_blocking(move || {
-                std::fs::read(&meta)
+                safe_fs::read(&meta)
                     .ok()
                     .and_then(|bytes| serde_json::from_slice::<PartMeta>(&bytes).ok())
             })
@@ -464,6 +487,11 @@ impl Session {
             // can never append to the same `.part`.
             match PartFile::resume(part.clone()).await {
                 Ok(p) if size.is_none_or(|s| p.len() <= s) => return Some(p),
+                Err(e) if safe_fs::is_link(&e) => {
+                    self.shared.release_part(&part);
+                    let message = format!("not resuming {name} from {}: {e}", self.device);
+                    self.shared.emit(EventKind::Error { message }).await;
+                }
                 _ => self.shared.release_part(&part),
             }
         }
@@ -472,12 +500,6 @@ impl Session {
 
     /// Refuses a file with a reason code (see [`refused`]) and a sentence for people.
     async fn refuse(&mut self, file_id: u32, name: &str, code: u64, why: String) -> Result<(), End> {
-        // Remembered so its data is dropped quietly, as long as few ids are held.
-        if let Mode::Frames(state) = &mut self.mode
-            && state.transfers.len() < MAX_FILE_IDS
-        {
-            state.transfers.insert(file_id, FrameFile::Refused(code));
-        }
         self.shared
             .emit(EventKind::FileFailed {
                 conn: self.conn,
@@ -487,6 +509,17 @@ impl Session {
                 part: None,
             })
             .await;
+        self.refused_quietly(file_id, code, why).await
+    }
+
+    /// Answers REFUSED for a file whose `file_failed` was already emitted.
+    async fn refused_quietly(&mut self, file_id: u32, code: u64, why: String) -> Result<(), End> {
+        // Remembered so its data is dropped quietly, as long as few ids are held.
+        if let Mode::Frames(state) = &mut self.mode
+            && state.transfers.len() < MAX_FILE_IDS
+        {
+            state.transfers.insert(file_id, FrameFile::Refused(code));
+        }
         self.ack(file_id, AckStatus::Refused, code, why).await
     }
 
@@ -555,10 +588,13 @@ impl Session {
         }
         if let Err(e) = transfer.part.write(data).await {
             let name = transfer.name.clone();
-            self.drop_transfer(file_id, "disk error").await;
-            self.disk_failure(&name, &e).await;
+            let part = transfer.part.part_path().to_path_buf();
+            let rest = transfer.size.map(|s| s.saturating_sub(expected));
+            state.transfers.remove(&file_id);
+            self.shared.release_part(&part);
+            self.disk_failure(&name, &e, Some(part), rest).await;
             return self
-                .refuse(file_id, &name, disk_code(&e), format!("cannot store it: {e}"))
+                .refused_quietly(file_id, disk_code(&e), format!("cannot store it: {e}"))
                 .await;
         }
         if let Some(event) = progress_due(transfer) {
@@ -629,14 +665,9 @@ impl Session {
         let finished = match transfer.part.finish().await {
             Ok(f) => f,
             Err(e) => {
-                self.disk_failure(&name, &e).await;
+                self.disk_failure(&name, &e, Some(part_path), None).await;
                 return self
-                    .ack(
-                        file_id,
-                        AckStatus::Refused,
-                        disk_code(&e),
-                        format!("cannot store it: {e}"),
-                    )
+                    .refused_quietly(file_id, disk_code(&e), format!("cannot store it: {e}"))
                     .await;
             }
         };
@@ -838,10 +869,7 @@ fn is_copy_of(candidate: &str, name: &str) -> bool {
 /// The CRC-32 of a whole file, read without following a link.
 fn file_crc32(path: &Path) -> std::io::Result<u32> {
     use std::io::Read;
-    if std::fs::symlink_metadata(path)?.file_type().is_symlink() {
-        return Err(std::io::Error::other("a symbolic link"));
-    }
-    let mut file = std::fs::File::open(path)?;
+    let mut file = safe_fs::open(std::fs::OpenOptions::new().read(true), path)?;
     let mut hasher = crc32fast::Hasher::new();
     let mut buf = vec![0u8; 256 * 1024];
     loop {
