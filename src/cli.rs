@@ -56,6 +56,10 @@ pub struct Cli {
     #[arg(long, value_name = "N")]
     pub max_parts: Option<usize>,
 
+    /// Bytes of events that may wait for a slow output before texts are dropped (they stay in conversation.log) [default: 64MiB].
+    #[arg(long, value_name = "BYTES", value_parser = parse_size_arg)]
+    pub event_queue: Option<u64>,
+
     /// Read settings from this file instead of the platform config folder's config.toml.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,

@@ -19,6 +19,7 @@ pub const DEFAULT_GREETING: &str = "hello client";
 pub const DEFAULT_AUTO_DELAY: Duration = Duration::from_millis(300);
 pub const DEFAULT_MAX_LOG_SIZE: u64 = 16 * 1024 * 1024;
 pub const DEFAULT_MAX_PARTS: usize = 64;
+pub const DEFAULT_EVENT_QUEUE: u64 = 64 * 1024 * 1024;
 pub const DEFAULT_MAX_FRAME: u64 = crate::protocol::frames::DEFAULT_MAX_FRAME as u64;
 
 /// A setting the user got wrong, said as a sentence that tells what to do.
@@ -87,6 +88,8 @@ pub struct Settings {
     pub max_log_size: u64,
     /// `.part` files kept per device folder; the oldest are removed first.
     pub max_parts: usize,
+    /// Bytes of events queued for a slow front end before texts are dropped.
+    pub event_queue: usize,
 }
 
 impl Settings {
@@ -152,6 +155,13 @@ impl Settings {
                 "max_parts must be at least 1 (unfinished files kept per device for resuming)".into(),
             ));
         }
+        let event_queue = cli
+            .event_queue
+            .or(file.event_queue)
+            .unwrap_or(DEFAULT_EVENT_QUEUE);
+        if !(64 * 1024..=4 * 1024 * 1024 * 1024).contains(&event_queue) {
+            return Err(ConfigError("event_queue must be between 64KiB and 4GiB".into()));
+        }
         let token = cli.token.clone().or(file.token);
         if token.as_deref() == Some("") {
             return Err(ConfigError(
@@ -195,6 +205,7 @@ impl Settings {
                 .unwrap_or_else(|| "default".into()),
             max_log_size,
             max_parts,
+            event_queue: event_queue as usize,
         })
     }
 }
@@ -236,6 +247,7 @@ struct FileConfig {
     theme: Option<String>,
     max_log_size: Option<u64>,
     max_parts: Option<usize>,
+    event_queue: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -276,6 +288,7 @@ struct RawFileConfig {
     theme: Option<String>,
     max_log_size: Option<SizeValue>,
     max_parts: Option<usize>,
+    event_queue: Option<SizeValue>,
 }
 
 impl FileConfig {
@@ -343,6 +356,7 @@ impl FileConfig {
             theme: raw.theme,
             max_log_size: size("max_log_size", raw.max_log_size)?,
             max_parts: raw.max_parts,
+            event_queue: size("event_queue", raw.event_queue)?,
         })
     }
 }

@@ -6,6 +6,7 @@ use std::io::{self, BufRead, Read, Write};
 use humansize::{BINARY, format_size};
 use tokio::sync::mpsc;
 
+use crate::engine::event_queue::EventReceiver;
 use crate::engine::{Command, Direction, Engine, Event, EventKind};
 use crate::text::for_terminal;
 
@@ -26,13 +27,22 @@ pub async fn run(engine: Engine, format: Format) {
     tokio::spawn(forward_signals(commands.clone()));
     let printer = spawn_printer(handle.events, format, commands);
     let _ = handle.task.await;
-    let _ = tokio::task::spawn_blocking(move || printer.join()).await;
+    let joined =
+        tokio::time::timeout(PRINTER_GRACE, tokio::task::spawn_blocking(move || printer.join())).await;
+    if joined.is_err() {
+        // The printer is stuck writing to a stdout nobody reads (a stalled pipe or
+        // SSH link): the engine has stopped and saved everything, so exit now.
+        std::process::exit(0);
+    }
 }
+
+/// How long a stopped console waits for the last events to reach stdout.
+const PRINTER_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Printing happens on its own thread, so a slow terminal or pipe never blocks the
 /// async workers; the bounded event queue slows devices down instead.
 fn spawn_printer(
-    mut events: mpsc::Receiver<Event>,
+    mut events: EventReceiver,
     format: Format,
     commands: mpsc::Sender<Command>,
 ) -> std::thread::JoinHandle<()> {
@@ -85,8 +95,9 @@ fn spawn_stdin_reader(commands: mpsc::Sender<Command>) {
             }
             if line.len() > MAX_INPUT_LINE && !line.ends_with(b"\n") {
                 eprintln!("benchlink: ignored an input line longer than 64 KiB");
-                let mut rest = Vec::new();
-                let _ = stdin.read_until(b'\n', &mut rest);
+                if !skip_line(&mut stdin) {
+                    return;
+                }
                 continue;
             }
             let text = String::from_utf8_lossy(&line)
@@ -97,6 +108,24 @@ fn spawn_stdin_reader(commands: mpsc::Sender<Command>) {
             }
         }
     });
+}
+
+/// Discards input up to and including the next newline without holding it; false
+/// at the end of the input.
+fn skip_line(input: &mut impl BufRead) -> bool {
+    loop {
+        let (found, used) = match input.fill_buf() {
+            Ok([]) | Err(_) => return false,
+            Ok(buf) => match buf.iter().position(|&b| b == b'\n') {
+                Some(at) => (true, at + 1),
+                None => (false, buf.len()),
+            },
+        };
+        input.consume(used);
+        if found {
+            return true;
+        }
+    }
 }
 
 /// SIGINT, SIGTERM and SIGHUP stop the console cleanly; a second one exits at once.
@@ -224,6 +253,10 @@ pub fn human(event: &Event) -> Option<String> {
         EventKind::Reply { ok: true, text, .. } => safe_multiline(text),
         EventKind::Reply { ok: false, text, .. } => format!("! {}", safe(text)),
         EventKind::Stats { .. } => return None,
+        EventKind::Dropped { events, bytes } => format!(
+            "... {events} events ({}) dropped because the output was too slow; texts are in each device's conversation.log",
+            format_size(*bytes, BINARY)
+        ),
         EventKind::Stopped { reason } => format!("stopped ({})", safe(reason)),
     };
     Some(format!("{ts} {body}"))

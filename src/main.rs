@@ -61,8 +61,12 @@ fn init_tracing(full_screen: bool) {
             .with(tui_logger::TuiTracingSubscriberLayer)
             .try_init();
     } else {
+        // Colours only for a person at a terminal: a log file or a pipe gets plain text.
+        let colours =
+            std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
         let _ = tracing_subscriber::fmt()
             .with_writer(std::io::stderr)
+            .with_ansi(colours)
             .with_max_level(tracing::Level::WARN)
             .with_target(false)
             .try_init();

@@ -3,18 +3,69 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
-/// Decodes bytes as UTF-8, writing each invalid byte as `\xNN` so nothing a device
-/// sent is dropped silently. Control characters are kept: JSON output carries the
-/// exact text, and [`for_terminal`] escapes them before they reach a terminal.
+/// Runs of binary bytes longer than this become one marker.
+const COMPACT_AFTER: usize = 8;
+
+/// Decodes bytes as UTF-8, so nothing a device sent is dropped silently: each
+/// invalid byte is written `\xNN`, and a run of more than 8 binary bytes (invalid
+/// UTF-8, and control characters other than tab, CR, LF and ESC, which text and
+/// colour codes use) becomes one marker `\[N binary bytes]`, so 50 MiB of 0xFF
+/// is a line of 25 characters, not 200 MiB of escapes. Other control characters
+/// are kept: JSON output carries the exact text, and [`for_terminal`] escapes
+/// them before they reach a terminal.
 pub fn from_device(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
+    let mut out = String::with_capacity(bytes.len().min(64 * 1024));
+    let mut run = BinaryRun::default();
     for chunk in bytes.utf8_chunks() {
-        out.push_str(chunk.valid());
+        for c in chunk.valid().chars() {
+            if is_binary(c) {
+                run.push(c.len_utf8(), |shown| shown.push(c));
+            } else {
+                run.end(&mut out);
+                out.push(c);
+            }
+        }
         for b in chunk.invalid() {
-            let _ = write!(out, "\\x{b:02x}");
+            run.push(1, |shown| {
+                let _ = write!(shown, "\\x{b:02x}");
+            });
         }
     }
+    run.end(&mut out);
     out
+}
+
+/// Binary bytes seen in a row: shown as they are while the run is short, as one
+/// marker once it is long (then nothing more of it is held).
+#[derive(Default)]
+struct BinaryRun {
+    bytes: usize,
+    shown: String,
+}
+
+impl BinaryRun {
+    fn push(&mut self, len: usize, show: impl FnOnce(&mut String)) {
+        self.bytes += len;
+        if self.bytes <= COMPACT_AFTER {
+            show(&mut self.shown);
+        } else {
+            self.shown.clear();
+        }
+    }
+
+    fn end(&mut self, out: &mut String) {
+        if self.bytes > COMPACT_AFTER {
+            let _ = write!(out, "\\[{} binary bytes]", self.bytes);
+        } else {
+            out.push_str(&self.shown);
+        }
+        self.bytes = 0;
+        self.shown.clear();
+    }
+}
+
+fn is_binary(c: char) -> bool {
+    (c as u32) < 0x20 && !matches!(c, '\t' | '\r' | '\n' | '\u{1b}')
 }
 
 /// Escapes every control character (C0, DEL, C1) and the Unicode bidi controls, so
@@ -85,6 +136,37 @@ mod tests {
     fn invalid_utf8_is_escaped_not_dropped() {
         assert_eq!(from_device(b"ok\xff\xfe!"), "ok\\xff\\xfe!");
         assert_eq!(from_device("héllo".as_bytes()), "héllo");
+    }
+
+    #[test]
+    fn long_binary_runs_become_one_marker() {
+        let mut bytes = b"start ".to_vec();
+        bytes.extend(std::iter::repeat_n(0xffu8, 50_000));
+        bytes.extend(b" mid \x00\x01\xfe end");
+        bytes.extend(std::iter::repeat_n(0u8, 9));
+        assert_eq!(
+            from_device(&bytes),
+            "start \\[50000 binary bytes] mid \u{0}\u{1}\\xfe end\\[9 binary bytes]"
+        );
+        // Eight in a row stay as they are; colour codes and tabs are text.
+        assert_eq!(from_device(&[0xff; 8]), "\\xff".repeat(8));
+        assert_eq!(
+            from_device(b"\x1b[31mred\x1b[0m\tok"),
+            "\u{1b}[31mred\u{1b}[0m\tok"
+        );
+        // Binary mixed of invalid bytes and control characters is one run.
+        assert_eq!(
+            from_device(b"a\x00\xff\x00\xff\x00\xff\x00\xff\x00b"),
+            "a\\[9 binary bytes]b"
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn escaping_is_bounded_and_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2000)) {
+            let text = from_device(&bytes);
+            proptest::prop_assert!(text.len() <= 4 * bytes.len() + 32);
+        }
     }
 
     #[test]

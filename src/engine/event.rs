@@ -135,6 +135,13 @@ pub enum EventKind {
     Stats {
         devices: Vec<ConnCounters>,
     },
+    /// Events the front end was too slow to take (texts, progress, stats) were
+    /// dropped: this many, holding about this many bytes. Texts are still in each
+    /// device's conversation.log.
+    Dropped {
+        events: u64,
+        bytes: u64,
+    },
     /// The engine has stopped; front ends exit after this.
     Stopped {
         reason: String,

@@ -9,9 +9,12 @@ use std::path::PathBuf;
 use std::thread::JoinHandle;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use super::event::{Direction, Event, EventKind};
+use super::event_queue::EventSender;
 use super::safe_fs;
 use crate::text::for_terminal;
 
@@ -37,8 +40,17 @@ pub struct ReceivedRecord {
     pub protocol: String,
 }
 
+/// Bytes of log lines waiting for the journal thread; past this, sessions wait
+/// for the disk (which slows their devices down) rather than memory growing.
+const MAX_QUEUED_BYTES: usize = 32 * 1024 * 1024;
+
 enum Entry {
-    Conversation { device: String, line: String },
+    Conversation {
+        device: String,
+        line: String,
+        /// Held until the line is written: the queue's byte bound.
+        _room: Option<OwnedSemaphorePermit>,
+    },
     Saved(ReceivedRecord),
     Forget(String),
     Stop,
@@ -47,6 +59,7 @@ enum Entry {
 #[derive(Clone)]
 pub struct Journal {
     tx: mpsc::Sender<Entry>,
+    room: Arc<Semaphore>,
 }
 
 pub struct JournalThread(JoinHandle<()>);
@@ -64,7 +77,7 @@ impl Journal {
         dir: PathBuf,
         log_conversations: bool,
         max_log_size: u64,
-        events: mpsc::Sender<Event>,
+        events: EventSender,
     ) -> (Journal, JournalThread) {
         let (tx, rx) = mpsc::channel(4096);
         let handle = std::thread::Builder::new()
@@ -75,7 +88,8 @@ impl Journal {
             // Without a thread there is no journal; keep the console running.
             Err(_) => std::thread::spawn(|| {}),
         };
-        (Journal { tx }, JournalThread(handle))
+        let room = Arc::new(Semaphore::new(MAX_QUEUED_BYTES));
+        (Journal { tx, room }, JournalThread(handle))
     }
 
     pub async fn conversation(&self, device: &str, direction: Direction, text: &str) {
@@ -85,11 +99,14 @@ impl Journal {
         };
         let ts = chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, false);
         let line = format!("{ts} {arrow} {}\n", for_terminal(text));
+        let cost = line.len().clamp(1, MAX_QUEUED_BYTES) as u32;
+        let room = self.room.clone().acquire_many_owned(cost).await.ok();
         let _ = self
             .tx
             .send(Entry::Conversation {
                 device: device.to_string(),
                 line,
+                _room: room,
             })
             .await;
     }
@@ -111,7 +128,7 @@ struct Writer {
     dir: PathBuf,
     log_conversations: bool,
     max_log_size: u64,
-    events: mpsc::Sender<Event>,
+    events: EventSender,
     /// Open logs with their current size.
     logs: HashMap<String, (File, u64)>,
     /// Devices whose log already failed once: one error event, not one per line.
@@ -119,7 +136,7 @@ struct Writer {
 }
 
 impl Writer {
-    fn new(dir: PathBuf, log_conversations: bool, max_log_size: u64, events: mpsc::Sender<Event>) -> Self {
+    fn new(dir: PathBuf, log_conversations: bool, max_log_size: u64, events: EventSender) -> Self {
         Self {
             dir,
             log_conversations,
@@ -133,7 +150,7 @@ impl Writer {
     fn run(mut self, mut rx: mpsc::Receiver<Entry>) {
         while let Some(entry) = rx.blocking_recv() {
             match entry {
-                Entry::Conversation { device, line } if self.log_conversations => {
+                Entry::Conversation { device, line, .. } if self.log_conversations => {
                     self.append_log(&device, &line)
                 }
                 Entry::Conversation { .. } => {}
@@ -216,7 +233,7 @@ impl Writer {
 
     fn report(&mut self, key: &str, message: &str) {
         if self.failed.insert(key.to_string()) {
-            let _ = self.events.blocking_send(Event::now(EventKind::Error {
+            self.events.send(Event::now(EventKind::Error {
                 message: message.to_string(),
             }));
         }

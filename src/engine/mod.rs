@@ -2,6 +2,7 @@
 //! It takes [`Command`]s and emits [`Event`]s and knows nothing of any front end.
 
 pub mod event;
+pub mod event_queue;
 pub mod journal;
 pub mod names;
 pub mod registry;
@@ -21,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use event::{ConnCounters, ConnId, DeviceInfo, Direction, Event, EventKind};
+use event_queue::{EventReceiver, EventSender};
 use journal::Journal;
 use registry::{Registry, SessionCommand};
 
@@ -54,7 +56,7 @@ impl std::error::Error for StartError {}
 /// State every session and the command handler share.
 pub(crate) struct Shared {
     pub settings: Settings,
-    pub events: mpsc::Sender<Event>,
+    pub events: EventSender,
     pub journal: Journal,
     registry: Mutex<Registry>,
     pub cancel: CancellationToken,
@@ -64,8 +66,8 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub async fn emit(&self, kind: EventKind) {
-        // A front end that went away must not stop the engine.
-        let _ = self.events.send(Event::now(kind)).await;
+        // Never waits: a slow front end costs dropped texts, not a stalled engine.
+        self.events.send(Event::now(kind));
     }
 
     pub fn registry(&self) -> MutexGuard<'_, Registry> {
@@ -101,12 +103,10 @@ pub struct Engine {
 /// A running engine, as a front end sees it.
 pub struct EngineHandle {
     pub commands: mpsc::Sender<Command>,
-    pub events: mpsc::Receiver<Event>,
+    pub events: EventReceiver,
     pub task: JoinHandle<()>,
 }
 
-/// How many events may wait for a slow front end before sessions wait too.
-const EVENT_QUEUE: usize = 8192;
 /// At most one "connection refused" error per this interval.
 const REFUSAL_REPORT_EVERY: Duration = Duration::from_secs(10);
 /// How often byte counters are reported (only when they changed, so idle is silent).
@@ -134,7 +134,7 @@ impl Engine {
     }
 
     pub fn start(self) -> EngineHandle {
-        let (event_tx, event_rx) = mpsc::channel(EVENT_QUEUE);
+        let (event_tx, event_rx) = event_queue::channel(self.settings.event_queue);
         let (command_tx, command_rx) = mpsc::channel(64);
         let dir = std::fs::canonicalize(&self.settings.dir).unwrap_or_else(|_| self.settings.dir.clone());
         let (journal, journal_thread) = Journal::start(

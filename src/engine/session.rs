@@ -113,7 +113,7 @@ impl Drop for Registration {
             .remove(self.conn)
             .is_some_and(|d| d.announced);
         if !self.closed && was_announced {
-            let _ = self.shared.events.try_send(Event::now(EventKind::Disconnected {
+            self.shared.events.send(Event::now(EventKind::Disconnected {
                 conn: self.conn,
                 device: self.device.clone(),
                 reason: "internal error in this connection's session".into(),

@@ -527,6 +527,15 @@ impl App {
                     format!("disconnected ({reason})"),
                 );
             }
+            EventKind::Dropped { events, .. } => {
+                self.log(
+                    ts,
+                    None,
+                    "console",
+                    EntryKind::Error,
+                    format!("{events} events dropped: the screen could not keep up"),
+                );
+            }
             EventKind::PartRemoved { device, path, reason } => {
                 self.log(
                     ts,

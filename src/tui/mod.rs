@@ -181,8 +181,8 @@ async fn event_loop(
                 // Coalesce a burst into one frame.
                 for _ in 0..EVENTS_PER_FRAME {
                     match handle.events.try_recv() {
-                        Ok(event) => actions.extend(app.on_event(event)),
-                        Err(_) => break,
+                        Some(event) => actions.extend(app.on_event(event)),
+                        None => break,
                     }
                 }
                 dirty = true;

@@ -232,6 +232,11 @@ impl Console {
         self.stdin = None;
     }
 
+    /// The console's stdin, for a test that writes to it from another thread.
+    pub fn take_stdin(&mut self) -> ChildStdin {
+        self.stdin.take().expect("stdin already taken")
+    }
+
     fn pump(&mut self, until: Option<Instant>) -> bool {
         let got = match until {
             None => self.rx.try_recv().ok(),
