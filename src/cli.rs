@@ -56,6 +56,10 @@ pub struct Cli {
     #[arg(long, value_name = "N")]
     pub max_parts: Option<usize>,
 
+    /// Close any connection silent this long, e.g. 10m (off by default: quiet boards are normal).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg)]
+    pub idle_timeout: Option<std::time::Duration>,
+
     /// Bytes of events that may wait for a slow output before texts are dropped (they stay in conversation.log) [default: 64MiB].
     #[arg(long, value_name = "BYTES", value_parser = parse_size_arg)]
     pub event_queue: Option<u64>,
@@ -119,9 +123,38 @@ pub fn parse_size_arg(text: &str) -> Result<u64, String> {
         .map_err(|_| format!("cannot read {text:?} as a size; write it like 65536, 64KiB or 2GB"))
 }
 
+/// Durations as people write them: `90s`, `10m`, `2h`, `500ms`, or plain seconds.
+pub fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let bad = || format!("cannot read {text:?} as a duration; write it like 90s, 10m or 2h");
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let ms = match unit.trim() {
+        "ms" => n,
+        "" | "s" => n.saturating_mul(1000),
+        "m" | "min" => n.saturating_mul(60_000),
+        "h" => n.saturating_mul(3_600_000),
+        _ => return Err(bad()),
+    };
+    Ok(std::time::Duration::from_millis(ms))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_accept_human_forms() {
+        use std::time::Duration;
+        assert_eq!(parse_duration_arg("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration_arg("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration_arg("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration_arg("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration_arg("500ms"), Ok(Duration::from_millis(500)));
+        assert!(parse_duration_arg("ten").is_err());
+        assert!(parse_duration_arg("5 years").is_err());
+    }
 
     #[test]
     fn sizes_accept_human_forms() {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::cli::{Cli, LineEndingArg, parse_size_arg};
+use crate::cli::{Cli, LineEndingArg, parse_duration_arg, parse_size_arg};
 use crate::protocol::{LineEnding, ListenProtocol};
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:9999";
@@ -90,6 +90,8 @@ pub struct Settings {
     pub max_parts: usize,
     /// Bytes of events queued for a slow front end before texts are dropped.
     pub event_queue: usize,
+    /// Connections silent this long are closed; None: never.
+    pub idle_timeout: Option<Duration>,
 }
 
 impl Settings {
@@ -206,6 +208,7 @@ impl Settings {
             max_log_size,
             max_parts,
             event_queue: event_queue as usize,
+            idle_timeout: cli.idle_timeout.or(file.idle_timeout).filter(|d| !d.is_zero()),
         })
     }
 }
@@ -248,6 +251,7 @@ struct FileConfig {
     max_log_size: Option<u64>,
     max_parts: Option<usize>,
     event_queue: Option<u64>,
+    idle_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -289,6 +293,7 @@ struct RawFileConfig {
     max_log_size: Option<SizeValue>,
     max_parts: Option<usize>,
     event_queue: Option<SizeValue>,
+    idle_timeout: Option<String>,
 }
 
 impl FileConfig {
@@ -357,6 +362,14 @@ impl FileConfig {
             max_log_size: size("max_log_size", raw.max_log_size)?,
             max_parts: raw.max_parts,
             event_queue: size("event_queue", raw.event_queue)?,
+            idle_timeout: match raw.idle_timeout {
+                None => None,
+                Some(t) => {
+                    Some(parse_duration_arg(&t).map_err(|e| {
+                        ConfigError(format!("bad config file {shown}: key `idle_timeout`: {e}"))
+                    })?)
+                }
+            },
         })
     }
 }

@@ -760,9 +760,9 @@ fn a_resume_with_another_size_starts_over_and_a_wrong_held_prefix_fails_the_crc(
     d.end(2, crc32fast::hash(&data));
     let ack = d.ack(WAIT);
     assert_eq!(ack.status, AckStatus::CrcMismatch, "{ack:?}");
-    let mut expected = junk.clone();
-    expected.extend_from_slice(&data[junk.len()..]);
-    assert_eq!(ack.value, u64::from(crc32fast::hash(&expected)), "{ack:?}");
+    // Part of the data came over an earlier connection: its CRC is not told.
+    assert_eq!(ack.value, 0, "{ack:?}");
+    assert!(ack.detail.contains("differ"), "{ack:?}");
     assert!(!c.dir().join("res/r.bin").exists());
 }
 
@@ -867,15 +867,13 @@ fn a_token_console_refuses_frames_without_the_right_token_and_writes_nothing() {
             matches!(got.as_slice(), [Message::Error { code, .. }] if *code == ERR_AUTH),
             "expected one ERROR 3 then close, got {got:?}"
         );
-        let err = c.wait_for(
-            |e| e["event"] == "error" && e["message"].as_str().unwrap_or("").contains("token"),
-            WAIT,
-        );
-        assert!(
-            err["message"].as_str().unwrap().contains(&d.local().to_string()),
-            "{err}"
-        );
     }
+    // Refusals are reported once a second at most (the first one at once).
+    let err = c.wait_for(
+        |e| e["event"] == "error" && e["message"].as_str().unwrap_or("").contains("token"),
+        WAIT,
+    );
+    assert!(err["message"].as_str().unwrap().contains("127.0.0.1:"), "{err}");
     assert!(no_event(&mut c, "connected", Duration::from_millis(100)).is_none());
     assert!(no_event(&mut c, "text", Duration::ZERO).is_none());
     assert!(no_event(&mut c, "file_started", Duration::ZERO).is_none());

@@ -11,7 +11,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc;
 
 use crate::protocol::frames::{
-    AckStatus, DEFAULT_MAX_FRAME, Decoded, FrameDecoder, Message, file_data_parts,
+    AckStatus, DEFAULT_MAX_FRAME, Decoded, ERR_BUSY, FrameDecoder, Message, file_data_parts,
 };
 
 /// How long a device waits for the console to answer a HELLO or a FILE_END.
@@ -108,6 +108,11 @@ impl FrameLink {
                         }
                     }
                     return Ok(link);
+                }
+                Ok(Some(Message::Error { code, .. })) if code == ERR_BUSY => {
+                    return Err(format!(
+                        "the console at {addr} refused the connection: too many connections; try again later"
+                    ));
                 }
                 Ok(Some(Message::Error { code, message })) => {
                     return Err(format!("{addr} refused the device: error {code}: {message}"));

@@ -24,7 +24,7 @@ pub const CONVERSATION_LOG: &str = "conversation.log";
 pub const ROTATED_LOG: &str = "conversation.log.1";
 
 /// Open conversation logs kept at once; more are closed and reopened on demand.
-const MAX_OPEN_LOGS: usize = 256;
+pub const MAX_OPEN_LOGS: usize = 128;
 
 /// One line of received.jsonl.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

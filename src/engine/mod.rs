@@ -5,6 +5,7 @@ pub mod event;
 pub mod event_queue;
 pub mod journal;
 pub mod names;
+pub mod ratelimit;
 pub mod registry;
 pub mod safe_fs;
 mod session;
@@ -15,7 +16,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -62,12 +63,33 @@ pub(crate) struct Shared {
     pub cancel: CancellationToken,
     /// `.part` files a live transfer is writing: a resume never takes one of these.
     pub active_parts: Mutex<std::collections::HashSet<std::path::PathBuf>>,
+    /// Refused tokens are reported once a second at most, with a count.
+    token_refusals: Mutex<ratelimit::RateLimit>,
+    /// Received files open now (each holds a descriptor).
+    pub open_files: sink::OpenFiles,
+    /// Connection slots (`--max-connections`, or fewer if descriptors are short).
+    connections: Arc<Semaphore>,
+    /// The descriptor limit the console runs under (raised at start).
+    fd_limit: usize,
+    /// Connections at once: `--max-connections`, or fewer if descriptors are short.
+    pub max_connections: usize,
 }
 
 impl Shared {
     pub async fn emit(&self, kind: EventKind) {
         // Never waits: a slow front end costs dropped texts, not a stalled engine.
         self.events.send(Event::now(kind));
+    }
+
+    /// Whether one more received file may be opened without eating into the
+    /// descriptors kept for accepting connections, the journal and logging.
+    pub fn room_for_a_file(&self) -> bool {
+        let connections = self.max_connections - self.connections.available_permits();
+        connections + self.open_files.count() + FD_RESERVE + FD_NEW_CONNECTIONS < self.fd_limit
+    }
+
+    pub fn token_refusals(&self) -> MutexGuard<'_, ratelimit::RateLimit> {
+        self.token_refusals.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn registry(&self) -> MutexGuard<'_, Registry> {
@@ -111,6 +133,37 @@ pub struct EngineHandle {
 const REFUSAL_REPORT_EVERY: Duration = Duration::from_secs(10);
 /// How often byte counters are reported (only when they changed, so idle is silent).
 const STATS_EVERY: Duration = Duration::from_secs(1);
+/// Descriptors kept for what must never fail: listeners, stdio, the runtime, the
+/// journal's open logs, and the short-lived opens of saving a file.
+const FD_RESERVE: usize = 64 + journal::MAX_OPEN_LOGS;
+/// Descriptors kept free of files for connections still to come.
+const FD_NEW_CONNECTIONS: usize = 32;
+
+/// Raises the soft limit on open files to the hard limit, as servers do (the
+/// default soft limit, 1024, is far below what many devices with files need);
+/// returns the limit in force.
+fn raise_fd_limit() -> usize {
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1024;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+        usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)
+    }
+}
+
+/// How long an evicted connection gets to give up its slot.
+const EVICT_WITHIN: Duration = Duration::from_secs(1);
 /// How long sessions get to save what they hold when the console stops.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -134,6 +187,13 @@ impl Engine {
     }
 
     pub fn start(self) -> EngineHandle {
+        let fd_limit = raise_fd_limit();
+        // Connections alone must never use up the descriptors.
+        let max_connections = self
+            .settings
+            .max_connections
+            .min(fd_limit.saturating_sub(FD_RESERVE + FD_NEW_CONNECTIONS).max(1));
+        let limit = Arc::new(Semaphore::new(max_connections));
         let (event_tx, event_rx) = event_queue::channel(self.settings.event_queue);
         let (command_tx, command_rx) = mpsc::channel(64);
         let dir = std::fs::canonicalize(&self.settings.dir).unwrap_or_else(|_| self.settings.dir.clone());
@@ -152,11 +212,23 @@ impl Engine {
             registry: Mutex::new(Registry::default()),
             cancel: CancellationToken::new(),
             active_parts: Mutex::default(),
+            token_refusals: Mutex::new(ratelimit::RateLimit::new(Duration::from_secs(1))),
+            open_files: sink::OpenFiles::default(),
+            connections: limit.clone(),
+            fd_limit,
+            max_connections,
         });
         let listeners = self.listeners;
         let task = tokio::spawn(async move {
             let tracker = TaskTracker::new();
-            let limit = Arc::new(Semaphore::new(shared.settings.max_connections));
+            if max_connections < shared.settings.max_connections {
+                let message = format!(
+                    "only {max_connections} connections at once: the system allows {fd_limit} open files (ulimit -n) and benchlink keeps {} for files and logs; raise the limit to allow --max-connections {}",
+                    FD_RESERVE + FD_NEW_CONNECTIONS,
+                    shared.settings.max_connections
+                );
+                shared.emit(EventKind::Error { message }).await;
+            }
             for (listener, protocol) in listeners {
                 let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
                 shared
@@ -232,39 +304,43 @@ async fn accept_loop(
     tracker: TaskTracker,
 ) {
     // A board stuck reconnecting must not flood the output: one error per interval.
-    let mut refused_since_report = 0u64;
-    let mut last_report: Option<tokio::time::Instant> = None;
+    let mut refusals = ratelimit::RateLimit::new(REFUSAL_REPORT_EVERY);
+    let mut evictions = ratelimit::RateLimit::new(Duration::from_secs(1));
     loop {
         let accepted = tokio::select! {
             _ = shared.cancel.cancelled() => return,
             accepted = listener.accept() => accepted,
         };
         match accepted {
-            Ok((stream, peer)) => match limit.clone().try_acquire_owned() {
-                Ok(permit) => {
-                    tracker.spawn(session::run(shared.clone(), stream, peer, protocol, permit));
-                }
-                Err(_) => {
-                    drop(stream);
-                    refused_since_report += 1;
-                    if last_report.is_none_or(|t| t.elapsed() >= REFUSAL_REPORT_EVERY) {
-                        last_report = Some(tokio::time::Instant::now());
-                        let more = match refused_since_report {
-                            1 => String::new(),
-                            n => format!(" ({n} refused since the last report)"),
-                        };
-                        refused_since_report = 0;
-                        shared
-                            .emit(EventKind::Error {
-                                message: format!(
-                                    "refused a connection from {peer}: {} devices are connected, the --max-connections limit{more}",
-                                    shared.settings.max_connections
-                                ),
-                            })
-                            .await;
+            Ok((stream, peer)) => {
+                let permit = match limit.clone().try_acquire_owned() {
+                    Ok(permit) => Some(permit),
+                    Err(_) => make_room(&shared, &limit, peer, &mut evictions).await,
+                };
+                match permit {
+                    Some(permit) => {
+                        tracker.spawn(session::run(shared.clone(), stream, peer, protocol, permit));
+                    }
+                    None => {
+                        tell_busy(&stream, protocol);
+                        drop(stream);
+                        if let Some(n) = refusals.allow(std::time::Instant::now()) {
+                            let more = match n {
+                                0 => String::new(),
+                                n => format!(" ({n} refused since the last report)"),
+                            };
+                            shared
+                                .emit(EventKind::Error {
+                                    message: format!(
+                                        "refused a connection from {peer}: {} devices are connected and all have sent something, the --max-connections limit{more}",
+                                        shared.max_connections
+                                    ),
+                                })
+                                .await;
+                        }
                     }
                 }
-            },
+            }
             Err(e) => {
                 // Out of file descriptors and the like: say so, and do not spin.
                 shared
@@ -276,6 +352,52 @@ async fn accept_loop(
             }
         }
     }
+}
+
+/// At the connection limit: closes the connection that has been silent longest
+/// among those that never sent a byte (a socket opened and forgotten, or a
+/// flood of them), and returns its slot for the newcomer. None when every
+/// connection has spoken: then the newcomer is refused.
+async fn make_room(
+    shared: &Shared,
+    limit: &Arc<Semaphore>,
+    newcomer: SocketAddr,
+    reports: &mut ratelimit::RateLimit,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    let (victim, silent_for, commands) = shared.registry().pick_silent()?;
+    let _ = commands.send(SessionCommand::Evict).await;
+    if let Some(n) = reports.allow(std::time::Instant::now()) {
+        let message = format!(
+            "closed the connection from {victim} (connected {} s ago, never sent a byte) to make room for {newcomer}: {} connections is the --max-connections limit{}",
+            silent_for.as_secs(),
+            shared.max_connections,
+            ratelimit::more(n)
+        );
+        shared.emit(EventKind::Error { message }).await;
+    }
+    // The evicted session releases its slot as it ends, within moments.
+    tokio::time::timeout(EVICT_WITHIN, limit.clone().acquire_owned())
+        .await
+        .ok()?
+        .ok()
+}
+
+/// Tells a refused newcomer why, without waiting: an ERROR frame where a frames
+/// device may be listening, a line elsewhere.
+fn tell_busy(stream: &TcpStream, protocol: ListenProtocol) {
+    let note = match protocol {
+        ListenProtocol::Frames | ListenProtocol::Auto => {
+            let mut out = bytes::BytesMut::new();
+            crate::protocol::frames::Message::Error {
+                code: crate::protocol::frames::ERR_BUSY,
+                message: "too many connections".into(),
+            }
+            .encode(&mut out);
+            out.to_vec()
+        }
+        ListenProtocol::Cf | ListenProtocol::Lines => b"benchlink: too many connections\r\n".to_vec(),
+    };
+    let _ = stream.try_write(&note);
 }
 
 /// Runs operator commands against the registry.

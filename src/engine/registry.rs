@@ -29,6 +29,8 @@ pub enum SessionCommand {
         by: SocketAddr,
         done: tokio::sync::oneshot::Sender<()>,
     },
+    /// Close to make room for a new connection (this one never sent a byte).
+    Evict,
 }
 
 #[derive(Debug)]
@@ -45,6 +47,8 @@ pub struct Device {
     pub named_by_id: bool,
     pub stats: Arc<Stats>,
     pub commands: mpsc::Sender<SessionCommand>,
+    /// Asked to close to make room: not picked again.
+    pub evicting: bool,
 }
 
 impl Device {
@@ -95,9 +99,22 @@ impl Registry {
                 named_by_id: false,
                 stats,
                 commands,
+                evicting: false,
             },
         );
         (conn, name)
+    }
+
+    /// The connection silent longest among those that never sent a byte, marked
+    /// as being evicted: its address, how long it has been connected, its channel.
+    pub fn pick_silent(&mut self) -> Option<(SocketAddr, std::time::Duration, mpsc::Sender<SessionCommand>)> {
+        let device = self
+            .devices
+            .values_mut()
+            .filter(|d| !d.evicting && d.stats.bytes_in.load(Ordering::Relaxed) == 0)
+            .min_by_key(|d| d.since)?;
+        device.evicting = true;
+        Some((device.peer, device.since.elapsed(), device.commands.clone()))
     }
 
     /// `base` if free, else the lowest free `base#n` (n >= 2), marked as taken.

@@ -90,6 +90,7 @@ pub(super) async fn run(
         buf: BytesMut::new(),
         partial_since: None,
         cf_file: CfFile::None,
+        last_heard: Instant::now(),
     };
     let end = session.serve(listen).await;
     // Boxed: rare, large futures must not size every idle connection's task.
@@ -146,6 +147,10 @@ enum End {
         by: SocketAddr,
         done: Option<tokio::sync::oneshot::Sender<()>>,
     },
+    /// Closed to make room for a new connection: it had never sent a byte.
+    Evicted,
+    /// Silent for `--idle-timeout`.
+    Idle(Duration),
 }
 
 impl End {
@@ -161,6 +166,10 @@ impl End {
             End::Stopped => "the console stopped".into(),
             End::Failed(why) => why.clone(),
             End::Replaced { by, .. } => format!("replaced by a new connection from {by}"),
+            End::Evicted => {
+                "closed to make room for a new connection: it had sent nothing (--max-connections)".into()
+            }
+            End::Idle(after) => format!("silent for {} (--idle-timeout)", humantime_short(*after)),
         }
     }
 
@@ -171,6 +180,8 @@ impl End {
             End::Kicked => Some("kicked by the operator".into()),
             End::Stopped => Some("console stopping".into()),
             End::Replaced { by, .. } => Some(format!("replaced by a new connection from {by}")),
+            End::Evicted => Some("too many connections; this one had sent nothing".into()),
+            End::Idle(after) => Some(format!("idle for {}", humantime_short(*after))),
             _ => None,
         }
     }
@@ -231,6 +242,8 @@ struct Session {
     /// When the unterminated line in the line decoder last grew.
     partial_since: Option<Instant>,
     cf_file: CfFile,
+    /// When the device last sent a byte (or connected): for `--idle-timeout`.
+    last_heard: Instant,
 }
 
 impl Session {
@@ -261,6 +274,8 @@ impl Session {
             // slot unseen (it is listed only once identified): it gets a deadline.
             let identify_deadline = (matches!(self.mode, Mode::Frames(_)) && !self.announced)
                 .then_some(accepted + frames::IDENTIFY_WITHIN);
+            let idle_timeout = self.shared.settings.idle_timeout;
+            let idle_deadline = idle_timeout.map(|t| self.last_heard + t);
             let far = Instant::now() + Duration::from_secs(86_400);
             tokio::select! {
                 biased;
@@ -275,6 +290,7 @@ impl Session {
                     Some(SessionCommand::Replace { by, done }) => {
                         return End::Replaced { by, done: Some(done) };
                     }
+                    Some(SessionCommand::Evict) => return End::Evicted,
                 },
                 ready = self.stream.readable() => {
                     if let Err(e) = ready {
@@ -311,6 +327,9 @@ impl Session {
                 }
                 _ = sleep_until(identify_deadline.unwrap_or(far)), if identify_deadline.is_some() => {
                     return self.unidentified().await;
+                }
+                _ = sleep_until(idle_deadline.unwrap_or(far)), if idle_deadline.is_some() => {
+                    return End::Idle(idle_timeout.unwrap_or_default());
                 }
                 _ = sleep_until(partial_deadline.unwrap_or(far)), if partial_deadline.is_some() => {
                     Box::pin(self.flush_partial_line()).await;
@@ -356,6 +375,9 @@ impl Session {
         };
         match read {
             Ok(n) => {
+                if n > 0 {
+                    self.last_heard = Instant::now();
+                }
                 self.stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
                 Ok(Some(n))
             }
@@ -468,9 +490,14 @@ impl Session {
         }
         let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S%.3f");
         let name = format!("{stamp}.{}", observed.kind().extension());
+        if !self.shared.room_for_a_file() {
+            let e =
+                io::Error::other("the console is short of file descriptors (too many files open at once)");
+            return self.disk_failure(&name, &e, None, None).await;
+        }
         self.make_room_for_part().await;
         let part = match PartFile::create(self.folder.clone(), name.clone()).await {
-            Ok(part) => part,
+            Ok(part) => part.counted_in(&self.shared.open_files),
             Err(e) => {
                 self.disk_failure(&name, &e, None, None).await;
                 return;
@@ -892,6 +919,16 @@ impl Session {
         if let End::Replaced { done, .. } = &mut end {
             drop(done.take());
         }
+    }
+}
+
+/// `90 s`, `10 min`, `2 h`: a duration as people say it.
+fn humantime_short(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        s if s >= 3600 && s % 3600 == 0 => format!("{} h", s / 3600),
+        s if s >= 60 && s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
     }
 }
 

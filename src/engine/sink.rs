@@ -5,6 +5,8 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use tokio::task::JoinHandle;
@@ -23,6 +25,26 @@ struct Writer {
     hasher: crc32fast::Hasher,
 }
 
+/// How many received files are open right now, across all connections: each
+/// holds a file descriptor (see [`super::Shared::room_for_a_file`]).
+#[derive(Debug, Clone, Default)]
+pub struct OpenFiles(Arc<AtomicUsize>);
+
+impl OpenFiles {
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// One open file counted in [`OpenFiles`] until dropped.
+struct Counted(Arc<AtomicUsize>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// A file being received.
 pub struct PartFile {
     part_path: PathBuf,
@@ -33,6 +55,7 @@ pub struct PartFile {
     /// Small chunks gathered by copy (see [`PartFile::write`]).
     small: bytes::BytesMut,
     accepted: u64,
+    counted: Option<Counted>,
 }
 
 /// A complete, fsynced `.part` file.
@@ -65,6 +88,7 @@ impl PartFile {
             batch_len: 0,
             small: bytes::BytesMut::new(),
             accepted: 0,
+            counted: None,
         })
     }
 
@@ -96,7 +120,15 @@ impl PartFile {
             batch_len: 0,
             small: bytes::BytesMut::new(),
             accepted: held,
+            counted: None,
         })
+    }
+
+    /// Counts this file in `open` for as long as it lives.
+    pub fn counted_in(mut self, open: &OpenFiles) -> Self {
+        open.0.fetch_add(1, Ordering::Relaxed);
+        self.counted = Some(Counted(open.0.clone()));
+        self
     }
 
     pub fn part_path(&self) -> &Path {

@@ -118,6 +118,8 @@ pub const ERR_OVERSIZE: u16 = 1;
 pub const ERR_PROTOCOL: u16 = 2;
 /// ERROR code: missing or wrong token in HELLO.
 pub const ERR_AUTH: u16 = 3;
+/// ERROR code: the console has too many connections and closes this one.
+pub const ERR_BUSY: u16 = 4;
 
 // A static (not a const) so the 512-byte table exists once, built at compile time.
 static CRC16: crc::Crc<u16> = crc::Crc::<u16>::new(&crc::CRC_16_XMODEM);
@@ -272,6 +274,12 @@ impl FrameDecoder {
             skipped_garbage: 0,
             discard: 0,
         }
+    }
+
+    /// Changes the payload limit, e.g. from a small one before a peer has
+    /// authenticated to the full one after.
+    pub fn set_max_frame(&mut self, max_frame: usize) {
+        self.max_frame = max_frame.min(u32::MAX as usize).min(usize::MAX - OVERHEAD);
     }
 
     /// The payload limit in force.

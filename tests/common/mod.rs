@@ -52,21 +52,27 @@ impl Console {
     /// `--no-tui --json`, plus `--listen 127.0.0.1:0` and a temporary `--dir` unless
     /// `args` gives them. Waits for every `listening` event.
     pub fn start(args: &[&str]) -> Console {
-        Self::spawn(args, true, None)
+        Self::spawn(args, true, None, None)
     }
 
     /// Like [`Console::start`], run from `cwd` (for relative paths).
     pub fn start_in(cwd: &Path, args: &[&str]) -> Console {
-        Self::spawn(args, true, Some(cwd))
+        Self::spawn(args, true, Some(cwd), None)
     }
 
     /// Like [`Console::start`] but in human mode (no `--json`): each stdout line is
     /// kept as a JSON string value.
     pub fn start_human(args: &[&str]) -> Console {
-        Self::spawn(args, false, None)
+        Self::spawn(args, false, None, None)
     }
 
-    fn spawn(args: &[&str], json: bool, cwd: Option<&Path>) -> Console {
+    /// Like [`Console::start`], under a limit of `nofile` open files (soft and
+    /// hard, so the console cannot raise it).
+    pub fn start_with_nofile(nofile: u64, args: &[&str]) -> Console {
+        Self::spawn(args, true, None, Some(nofile))
+    }
+
+    fn spawn(args: &[&str], json: bool, cwd: Option<&Path>, nofile: Option<u64>) -> Console {
         let xdg = tempfile::tempdir().unwrap();
         let mut full: Vec<String> = vec!["--no-tui".into()];
         if json {
@@ -86,6 +92,23 @@ impl Console {
         let mut cmd = Command::new(bin());
         if let Some(cwd) = cwd {
             cmd.current_dir(cwd);
+        }
+        if let Some(n) = nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only setrlimit between fork and exec, which is async-signal-safe.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
         }
         let mut child = cmd
             .args(&full)

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use super::{End, Mode, Session, Transfer, progress_due};
 use crate::engine::event::{Direction, EventKind};
 use crate::engine::names::{numbered, sanitize};
+use crate::engine::ratelimit::{RateLimit, more};
 use crate::engine::safe_fs;
 use crate::engine::sink::{PartFile, discard, meta_path};
 use crate::protocol::frames::{
@@ -25,6 +26,11 @@ fn disk_code(e: &std::io::Error) -> u64 {
         _ => refused::DISK_ERROR,
     }
 }
+
+/// The largest first frame (before HELLO is accepted): a HELLO never needs more.
+pub const PRE_HELLO_MAX_FRAME: usize = 4096;
+/// At most one warning per connection this often (the rest are counted).
+const WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Files one connection may have open at once: each holds a file descriptor.
 pub const MAX_OPEN_FILES: usize = 8;
@@ -53,6 +59,8 @@ pub(crate) struct FramesState {
     bad_frames: u64,
     /// Wire size of the last frame decoded: the next read's size.
     last_frame: usize,
+    /// Warnings about this connection's frames: one a second, with a count.
+    warnings: RateLimit,
 }
 
 impl FramesState {
@@ -97,6 +105,9 @@ enum FrameFile {
         meta: PathBuf,
         /// The expected offset already answered with FILE_ACK RESUME: once per gap.
         gap_reported: Option<u64>,
+        /// Continues a `.part` an earlier connection wrote: its CRC is not this
+        /// connection's to learn (see CRC_MISMATCH).
+        resumed: bool,
     },
     /// Refused or failed (with its REFUSED code): its data is dropped, and its
     /// FILE_END is answered with the same refusal.
@@ -129,13 +140,16 @@ struct PartMeta {
 impl Session {
     pub(super) fn start_frames(&mut self) {
         self.mode = Mode::Frames(Box::new(FramesState {
-            decoder: FrameDecoder::new(self.shared.settings.max_frame),
+            // Before a device is identified it may send one frame no larger than a
+            // HELLO needs: unauthenticated connections cannot hold max_frame each.
+            decoder: FrameDecoder::new(PRE_HELLO_MAX_FRAME.min(self.shared.settings.max_frame)),
             identified: false,
             transfers: HashMap::new(),
             answered_unknown: Default::default(),
             saved: HashMap::new(),
             bad_frames: 0,
             last_frame: 0,
+            warnings: RateLimit::new(WARN_EVERY),
         }));
     }
 
@@ -172,7 +186,14 @@ impl Session {
                     match Message::from_frame(frame) {
                         Ok(message) => self.on_message(message).await?,
                         Err(e) => {
-                            tracing::warn!("{}: bad {} frame: {e}", self.device, kind_name(kind));
+                            if let Some(n) = state.warnings.allow(std::time::Instant::now()) {
+                                tracing::warn!(
+                                    "{}: bad {} frame: {e}{}",
+                                    self.device,
+                                    kind_name(kind),
+                                    more(n)
+                                );
+                            }
                             self.send_message(&Message::Error {
                                 code: ERR_PROTOCOL,
                                 message: e.to_string(),
@@ -183,12 +204,15 @@ impl Session {
                 }
                 Decoded::BadCrc { kind, len } => {
                     state.bad_frames += 1;
-                    tracing::warn!(
-                        "{}: dropped a {} frame of {len} bytes with a bad CRC ({} so far)",
-                        self.device,
-                        kind_name(kind),
-                        state.bad_frames
-                    );
+                    if let Some(n) = state.warnings.allow(std::time::Instant::now()) {
+                        tracing::warn!(
+                            "{}: dropped a {} frame of {len} bytes with a bad CRC ({} so far){}",
+                            self.device,
+                            kind_name(kind),
+                            state.bad_frames,
+                            more(n)
+                        );
+                    }
                 }
                 Decoded::Oversize { len } => {
                     let max = state.decoder.max_frame();
@@ -216,7 +240,11 @@ impl Session {
         };
         if !state.identified {
             state.identified = true;
-            return self.identify(message).await;
+            let result = self.identify(message).await;
+            if let Mode::Frames(state) = &mut self.mode {
+                state.decoder.set_max_frame(self.shared.settings.max_frame);
+            }
+            return result;
         }
         match message {
             Message::Text(text) => {
@@ -271,8 +299,15 @@ impl Session {
                         message: "a valid token=... in HELLO is required".into(),
                     })
                     .await;
-                let message = format!("refused {}: missing or wrong token in HELLO", self.peer);
-                self.shared.emit(EventKind::Error { message }).await;
+                let allowed = self.shared.token_refusals().allow(std::time::Instant::now());
+                if let Some(n) = allowed {
+                    let message = format!(
+                        "refused {}: missing or wrong token in HELLO{}",
+                        self.peer,
+                        more(n)
+                    );
+                    self.shared.emit(EventKind::Error { message }).await;
+                }
                 return Err(End::Failed("refused: missing or wrong token".into()));
             }
         }
@@ -346,6 +381,11 @@ impl Session {
                 .await?;
             return Ok(());
         }
+        if !self.shared.room_for_a_file() {
+            let why =
+                "the console is short of file descriptors (too many files open at once); try again later";
+            return self.refuse(file_id, &name, refused::BUSY, why.into()).await;
+        }
         let limit = self.shared.settings.max_file_size;
         if size.is_some_and(|s| s > limit) {
             let why = format!(
@@ -404,7 +444,7 @@ impl Session {
             }
         };
         let part = match opened {
-            Ok(part) => part,
+            Ok(part) => part.counted_in(&self.shared.open_files),
             Err(e) => {
                 self.disk_failure(&name, &e, None, None).await;
                 return self
@@ -448,6 +488,7 @@ impl Session {
                     transfer: Transfer::new(part, name, size, Instant::now()),
                     meta,
                     gap_reported: None,
+                    resumed: held > 0,
                 },
             );
         }
@@ -629,8 +670,13 @@ impl Session {
         let Mode::Frames(state) = &mut self.mode else {
             return Ok(());
         };
-        let (transfer, meta) = match state.transfers.remove(&file_id) {
-            Some(FrameFile::Active { transfer, meta, .. }) => (transfer, meta),
+        let (transfer, meta, resumed) = match state.transfers.remove(&file_id) {
+            Some(FrameFile::Active {
+                transfer,
+                meta,
+                resumed,
+                ..
+            }) => (transfer, meta, resumed),
             // Every FILE_END is answered (1.1), so a device whose answer was lost
             // can ask again: a refused file gets its refusal again.
             Some(FrameFile::Refused(code)) => {
@@ -693,7 +739,15 @@ impl Session {
         } else {
             None
         };
-        if let Some((status, value, reason)) = mismatch {
+        if let Some((status, mut value, reason)) = mismatch {
+            // Part of the data came over an earlier connection, which may not have
+            // been this device's: its CRC is not told (nor in the detail).
+            let detail = if resumed && status == AckStatus::CrcMismatch {
+                value = 0;
+                "CRC mismatch: the CRCs differ; send the file again from the start".to_string()
+            } else {
+                reason.clone()
+            };
             let _ = discard(finished.part_path).await;
             let _ = discard(meta).await;
             self.shared
@@ -701,11 +755,11 @@ impl Session {
                     conn: self.conn,
                     device: self.device.clone(),
                     name,
-                    reason: reason.clone(),
+                    reason,
                     part: None,
                 })
                 .await;
-            return self.ack(file_id, status, value, reason).await;
+            return self.ack(file_id, status, value, detail).await;
         }
         let saved_size = finished.size;
         match self.record_saved(&name, started, finished, false).await {
