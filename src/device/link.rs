@@ -14,6 +14,8 @@ use crate::protocol::frames::{
     AckStatus, DEFAULT_MAX_FRAME, Decoded, ERR_BUSY, FrameDecoder, Message, file_data_parts,
 };
 
+/// A partial frame that gets no byte for this long is abandoned (as the console does).
+const FRAME_STALL: Duration = Duration::from_millis(250);
 /// How long a device waits for the console to answer a HELLO or a FILE_END.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Rewinds (FILE_ACK RESUME) accepted for one file before giving up.
@@ -388,7 +390,20 @@ async fn next_decoded(
             return Some(d);
         }
         buf.reserve(64 * 1024);
-        match reader.read_buf(buf).await {
+        let read = if decoder.holds_partial(buf) {
+            // A partial frame that stops arriving lost bytes on the way: give it
+            // up and look for the frames after it (read_buf is cancel-safe).
+            match tokio::time::timeout(FRAME_STALL, reader.read_buf(buf)).await {
+                Ok(read) => read,
+                Err(_) => {
+                    decoder.abandon_partial(buf);
+                    continue;
+                }
+            }
+        } else {
+            reader.read_buf(buf).await
+        };
+        match read {
             Ok(0) | Err(_) => return None,
             Ok(_) => {}
         }

@@ -274,6 +274,12 @@ impl Session {
             // slot unseen (it is listed only once identified): it gets a deadline.
             let identify_deadline = (matches!(self.mode, Mode::Frames(_)) && !self.announced)
                 .then_some(accepted + frames::IDENTIFY_WITHIN);
+            let stall_deadline = match &self.mode {
+                Mode::Frames(state) if state.holds_partial(&self.buf) => {
+                    Some(self.last_heard + frames::FRAME_STALL)
+                }
+                _ => None,
+            };
             let idle_timeout = self.shared.settings.idle_timeout;
             let idle_deadline = idle_timeout.map(|t| self.last_heard + t);
             let far = Instant::now() + Duration::from_secs(86_400);
@@ -327,6 +333,11 @@ impl Session {
                 }
                 _ = sleep_until(identify_deadline.unwrap_or(far)), if identify_deadline.is_some() => {
                     return self.unidentified().await;
+                }
+                _ = sleep_until(stall_deadline.unwrap_or(far)), if stall_deadline.is_some() => {
+                    if let Err(end) = Box::pin(self.abandon_partial_frame()).await {
+                        return end;
+                    }
                 }
                 _ = sleep_until(idle_deadline.unwrap_or(far)), if idle_deadline.is_some() => {
                     return End::Idle(idle_timeout.unwrap_or_default());

@@ -348,8 +348,10 @@ impl FrameDecoder {
             }
             let crc = le_u32(buf, HEADER_LEN + body);
             if crc32fast::hash(&buf[HEADER_LEN..HEADER_LEN + body]) != crc {
-                // The header was sound, so trust its length and skip the frame.
-                buf.advance(total);
+                // A byte may have been lost inside this frame, so its `len` swallowed
+                // the start of the frames after it: drop only its magic and rescan,
+                // so every frame that arrived after the loss is still found.
+                self.skip_garbage(buf, MAGIC.len());
                 return Some(Decoded::BadCrc { kind, len });
             }
             buf.advance(HEADER_LEN);
@@ -358,6 +360,24 @@ impl FrameDecoder {
             buf.advance(TRAILER_LEN);
             return Some(Decoded::Frame(Frame { kind, flags, payload }));
         }
+    }
+
+    /// True when `buf` (after [`decode`](Self::decode) returned `None`) holds the
+    /// start of a frame still waiting for its bytes.
+    pub fn holds_partial(&self, buf: &[u8]) -> bool {
+        self.discard == 0 && buf.len() >= MAGIC.len() && buf[..MAGIC.len()] == MAGIC
+    }
+
+    /// Gives up the partial frame at the front of `buf`: its magic is dropped and
+    /// the bytes after it are scanned again. Receivers call this when a partial
+    /// frame got no new byte for a while (250 ms; no healthy link pauses inside a
+    /// frame), so a byte lost inside a frame never stalls the link.
+    pub fn abandon_partial(&mut self, buf: &mut BytesMut) -> bool {
+        if !self.holds_partial(buf) {
+            return false;
+        }
+        self.skip_garbage(buf, MAGIC.len());
+        true
     }
 
     /// Drops bytes up to the next magic. Returns true if `buf` now starts with
@@ -1078,7 +1098,8 @@ mod tests {
                 good(KIND_TEXT, b"after")
             ]
         );
-        assert_eq!(garbage, 0);
+        // The bad frame's bytes were scanned again for frames, as garbage.
+        assert_eq!(garbage, bad.len() as u64);
         // A corrupted trailer is the same outcome.
         let mut bad = frame(KIND_TEXT, b"x");
         *bad.last_mut().unwrap() ^= 1;
@@ -1090,6 +1111,65 @@ mod tests {
                 len: 1
             }]
         );
+    }
+
+    /// Decodes everything, abandoning a partial frame whenever the input is
+    /// exhausted, as a receiver does after 250 ms without bytes.
+    fn decode_with_abandon(bytes: &[u8]) -> Vec<Decoded> {
+        let mut dec = FrameDecoder::new(DEFAULT_MAX_FRAME);
+        let mut buf = BytesMut::from(bytes);
+        let mut out = Vec::new();
+        loop {
+            while let Some(d) = dec.decode(&mut buf) {
+                out.push(d);
+            }
+            if !dec.abandon_partial(&mut buf) {
+                return out;
+            }
+        }
+    }
+
+    #[test]
+    fn a_byte_lost_inside_a_file_data_never_hides_the_file_end_after_it() {
+        let data = frame(KIND_FILE_DATA, &[0x42; 5000]);
+        let end = frame(KIND_FILE_END, &[1, 0, 0, 0, 9, 9, 9, 9]);
+        // One byte lost: the FILE_DATA's CRC fails and the rescan finds the FILE_END.
+        let mut wire = data.clone();
+        wire.remove(HEADER_LEN + 100);
+        wire.extend_from_slice(&end);
+        let out = decode_with_abandon(&wire);
+        assert_eq!(
+            out.last(),
+            Some(&good(KIND_FILE_END, &[1, 0, 0, 0, 9, 9, 9, 9])),
+            "{out:?}"
+        );
+        // A bridge that overflowed lost 100 bytes: the FILE_DATA waits for more
+        // than will ever come, holding the FILE_END inside its announced length,
+        // until it is abandoned.
+        let mut wire = data.clone();
+        wire.drain(HEADER_LEN + 100..HEADER_LEN + 200);
+        wire.extend_from_slice(&end);
+        let mut dec = FrameDecoder::new(DEFAULT_MAX_FRAME);
+        let mut buf = BytesMut::from(&wire[..]);
+        assert_eq!(dec.decode(&mut buf), None);
+        assert!(dec.holds_partial(&buf));
+        assert!(dec.abandon_partial(&mut buf));
+        let mut out = Vec::new();
+        while let Some(d) = dec.decode(&mut buf) {
+            out.push(d);
+        }
+        assert_eq!(out, vec![good(KIND_FILE_END, &[1, 0, 0, 0, 9, 9, 9, 9])]);
+        assert!(buf.is_empty());
+        assert!(!dec.abandon_partial(&mut buf));
+        // With more frames behind it, the payload CRC fails and the rescan finds them.
+        let mut wire = data;
+        wire.remove(HEADER_LEN + 100);
+        for i in 0..3u8 {
+            wire.extend_from_slice(&frame(KIND_TEXT, &[b'a' + i; 2000]));
+        }
+        let out = decode_with_abandon(&wire);
+        let texts: Vec<_> = out.iter().filter(|d| matches!(d, Decoded::Frame(_))).collect();
+        assert_eq!(texts.len(), 3, "{out:?}");
     }
 
     #[test]
@@ -1441,6 +1521,55 @@ mod tests {
         }
         chunks.push(&data[prev..]);
         chunks
+    }
+
+    proptest! {
+        /// One byte deleted or flipped anywhere in a stream of frames: every frame
+        /// after the damaged one is still delivered, in order.
+        #[test]
+        fn after_one_damaged_byte_every_later_frame_is_found(
+            sizes in proptest::collection::vec(0usize..3000, 2..8),
+            at in any::<proptest::sample::Index>(),
+            delete in any::<bool>(),
+            flip in 1u8..=255,
+        ) {
+            let frames: Vec<Vec<u8>> = sizes
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| frame(KIND_TEXT, &vec![b'a' + (i % 26) as u8; n]))
+                .collect();
+            let mut wire: Vec<u8> = frames.concat();
+            let pos = at.index(wire.len());
+            if delete {
+                wire.remove(pos);
+            } else {
+                wire[pos] ^= flip;
+            }
+            // The frame holding the damaged byte.
+            let mut start = 0;
+            let mut damaged = 0;
+            for (i, f) in frames.iter().enumerate() {
+                if pos < start + f.len() {
+                    damaged = i;
+                    break;
+                }
+                start += f.len();
+            }
+            let got: Vec<Vec<u8>> = decode_with_abandon(&wire)
+                .into_iter()
+                .filter_map(|d| match d {
+                    Decoded::Frame(f) => Some(f.payload.to_vec()),
+                    _ => None,
+                })
+                .collect();
+            let later: Vec<Vec<u8>> = sizes[damaged + 1..]
+                .iter()
+                .enumerate()
+                .map(|(j, &n)| vec![b'a' + ((damaged + 1 + j) % 26) as u8; n])
+                .collect();
+            prop_assert!(got.len() >= later.len());
+            prop_assert_eq!(&got[got.len() - later.len()..], &later[..]);
+        }
     }
 
     proptest! {

@@ -27,6 +27,11 @@ fn disk_code(e: &std::io::Error) -> u64 {
     }
 }
 
+/// A partial frame that gets no byte for this long is abandoned and the bytes
+/// after its magic are scanned again: no healthy link pauses inside a frame, and
+/// a byte lost inside one must not stall the link.
+pub const FRAME_STALL: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// The largest first frame (before HELLO is accepted): a HELLO never needs more.
 pub const PRE_HELLO_MAX_FRAME: usize = 4096;
 /// At most one warning per connection this often (the rest are counted).
@@ -87,6 +92,11 @@ impl FramesState {
             .values()
             .filter(|f| matches!(f, FrameFile::Active { .. }))
             .count()
+    }
+
+    /// Holds the start of a frame still waiting for bytes.
+    pub(crate) fn holds_partial(&self, buf: &[u8]) -> bool {
+        self.decoder.holds_partial(buf)
     }
 
     pub(crate) fn receiving(&self) -> bool {
@@ -167,6 +177,24 @@ impl Session {
             detail,
         })
         .await
+    }
+
+    /// The partial frame in the buffer got no byte for [`FRAME_STALL`]: it is
+    /// abandoned, and the frames that arrived after the loss are decoded.
+    pub(super) async fn abandon_partial_frame(&mut self) -> Result<(), End> {
+        if let Mode::Frames(state) = &mut self.mode
+            && state.decoder.abandon_partial(&mut self.buf)
+        {
+            state.bad_frames += 1;
+            if let Some(n) = state.warnings.allow(std::time::Instant::now()) {
+                tracing::warn!(
+                    "{}: abandoned a frame that stopped arriving (bytes lost on the way?){}",
+                    self.device,
+                    more(n)
+                );
+            }
+        }
+        self.on_frames().await
     }
 
     /// Decodes every whole frame in the buffer. Payloads are split off the buffer
