@@ -1421,12 +1421,16 @@ fn a_board_that_reconnects_takes_over_its_half_open_connection_and_resumes() {
     c.wait_text_in("after the drop");
     assert!(leftovers(c.dir()).is_empty(), "{:?}", leftovers(c.dir()));
     assert_eq!(entries_named(&c.dir().join("cam"), "big"), ["big.bin"]);
-    // One conversation, in one log.
-    let log = std::fs::read_to_string(c.dir().join("cam/conversation.log")).unwrap();
-    assert!(
-        log.contains("before the drop") && log.contains("after the drop"),
-        "{log}"
-    );
+    // One conversation, in one log (written by the journal thread just after the event).
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let log = std::fs::read_to_string(c.dir().join("cam/conversation.log")).unwrap();
+        if log.contains("before the drop") && log.contains("after the drop") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{log}");
+        thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]
