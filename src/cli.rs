@@ -107,6 +107,9 @@ pub enum Subcommand {
     Send(crate::device::send::SendArgs),
     /// Run a simulated camera board that answers commands and sends images.
     Device(crate::device::simulator::DeviceArgs),
+    /// Emulate a UART-to-Wi-Fi bridge with a small buffer and stalls, between a
+    /// device and the console (console-to-device bytes are just passed on).
+    Bridge(crate::device::bridge::BridgeArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

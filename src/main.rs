@@ -18,6 +18,7 @@ fn main() -> ExitCode {
             match command {
                 Subcommand::Send(args) => benchlink::device::send::run(args).await,
                 Subcommand::Device(args) => benchlink::device::simulator::run(args).await,
+                Subcommand::Bridge(args) => benchlink::device::bridge::run(args).await,
             }
         });
     }

@@ -16,6 +16,9 @@ use crate::protocol::frames::{
 
 /// A partial frame that gets no byte for this long is abandoned (as the console does).
 const FRAME_STALL: Duration = Duration::from_millis(250);
+/// Protocol 1.1's retry rule: a FILE_END or FILE_BEGIN+RESUME without an answer
+/// is sent again after this, then after twice as long each time.
+const RETRY_FIRST: Duration = Duration::from_secs(2);
 /// How long a device waits for the console to answer a HELLO or a FILE_END.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Rewinds (FILE_ACK RESUME) accepted for one file before giving up.
@@ -31,6 +34,12 @@ pub struct FrameLink {
     pub max_frame: usize,
     /// The name the console gave this device (its `id`, maybe with `#2`).
     pub name: String,
+    /// The protocol version WELCOME announced (`1.0` when it says none).
+    pub console_protocol: String,
+    /// Bytes this device announced it can have unacknowledged (HELLO `window`).
+    pub window: Option<u64>,
+    /// Rewinds (FILE_ACK RESUME after lost data) during the last `send_file`.
+    pub rewinds: u32,
 }
 
 /// How a file transfer ended, as the console's FILE_ACK said.
@@ -79,6 +88,13 @@ impl FrameLink {
             held: VecDeque::new(),
             max_frame: DEFAULT_MAX_FRAME,
             name: id.to_string(),
+            console_protocol: "1.0".into(),
+            window: info
+                .iter()
+                .find(|(k, _)| *k == "window")
+                .and_then(|(_, v)| v.parse().ok())
+                .filter(|&w: &u64| w > 0),
+            rewinds: 0,
         };
         let mut hello = vec![("id".to_string(), id.to_string())];
         if let Some(token) = token {
@@ -106,6 +122,7 @@ impl FrameLink {
                         match k.as_str() {
                             "max_frame" => link.max_frame = v.parse().unwrap_or(DEFAULT_MAX_FRAME),
                             "name" => link.name = v,
+                            "protocol" => link.console_protocol = v,
                             _ => {}
                         }
                     }
@@ -138,9 +155,16 @@ impl FrameLink {
         self.incoming.recv().await
     }
 
+    /// The window in force: the one announced in HELLO, if the console speaks 1.1
+    /// (a 1.0 console sends no PROGRESS, and waiting for one would stall).
+    fn window(&self) -> Option<u64> {
+        self.window.filter(|_| self.console_protocol.as_str() >= "1.1")
+    }
+
     /// Sends a file with FILE_BEGIN / FILE_DATA / FILE_END, following the console's
     /// FILE_ACK RESUME (a resume, or a rewind to repair lost data) until it answers
-    /// SAVED or a failure.
+    /// SAVED or a failure. With a window, at most that many bytes of FILE_DATA
+    /// payload are sent beyond the console's last PROGRESS (or RESUME).
     pub async fn send_file(
         &mut self,
         file_id: u32,
@@ -158,30 +182,41 @@ impl FrameLink {
             .map_err(|e| format!("cannot read {shown}: {e}"))?
             .len();
         let io = |e: std::io::Error| format!("connection lost while sending {name}: {e}");
-        self.send(&Message::FileBegin {
+        let begin = Message::FileBegin {
             file_id,
             size: Some(size),
             name: name.to_string(),
             resume,
-        })
-        .await
-        .map_err(io)?;
+        };
+        self.send(&begin).await.map_err(io)?;
         let mut offset = 0u64;
+        let mut last_rewind: Option<u64> = None;
         if resume {
-            match self.wait_ack(file_id).await? {
+            match self.wait_ack_retrying(file_id, &begin).await? {
                 Message::FileAck {
                     status: AckStatus::Resume,
                     value,
                     ..
-                } => offset = value.min(size),
+                } => {
+                    offset = value.min(size);
+                    // The same answer to a FILE_BEGIN sent again is not a rewind.
+                    last_rewind = Some(value);
+                }
                 other => return Ok(outcome_of(other)),
             }
         }
-        // Frame payload: file_id + offset + data within max_frame.
-        let chunk_len = (self.max_frame.saturating_sub(12)).clamp(1, 256 * 1024);
+        let window = self.window();
+        // Frame payload: file_id + offset + data within max_frame, and with a
+        // window half of it, so one chunk is in flight while the next is acked.
+        let mut chunk_len = (self.max_frame.saturating_sub(12)).clamp(1, 256 * 1024);
+        if let Some(w) = window {
+            chunk_len = chunk_len.min((w / 2).max(1) as usize);
+        }
+        // Contiguous bytes the console said it holds (PROGRESS or RESUME).
+        let mut acked = offset;
         let mut chunk = vec![0u8; chunk_len];
         let mut rewinds = Rewinds(0);
-        let mut last_rewind: Option<u64> = None;
+        self.rewinds = 0;
         // The whole file's CRC-32, computed as the data goes out (each byte once,
         // in order; a rewind re-sends bytes already counted). A resume starts
         // past bytes never read here: those are counted first.
@@ -194,9 +229,36 @@ impl FrameLink {
             counted = offset;
         }
         loop {
-            // Answers that arrived meanwhile: a rewind, or the end of this file.
-            while let Ok(message) = self.incoming.try_recv() {
+            // Answers that arrived meanwhile: progress, a rewind, or the end of this file.
+            let mut waited = false;
+            loop {
+                let want = chunk_len.min(size.saturating_sub(offset) as usize) as u64;
+                let blocked = window.is_some_and(|w| offset < size && offset + want > acked + w);
+                let message = if blocked && !waited {
+                    // Wait for the console to catch up; after a while without a word
+                    // (a lost PROGRESS), send anyway: the window is a courtesy.
+                    waited = true;
+                    match tokio::time::timeout(RETRY_FIRST, self.incoming.recv()).await {
+                        Ok(Some(m)) => m,
+                        Ok(None) => return Err("the console closed the connection".into()),
+                        Err(_) => break,
+                    }
+                } else {
+                    match self.incoming.try_recv() {
+                        Ok(m) => m,
+                        Err(_) => break,
+                    }
+                };
                 match message {
+                    Message::FileAck {
+                        file_id: id,
+                        status: AckStatus::Progress,
+                        value,
+                        ..
+                    } if id == file_id => {
+                        acked = acked.max(value.min(size));
+                        waited = false;
+                    }
                     Message::FileAck {
                         file_id: id,
                         status: AckStatus::Resume,
@@ -209,7 +271,10 @@ impl FrameLink {
                             continue;
                         }
                         offset = rewinds.rewind(value, size, name)?;
+                        self.rewinds = rewinds.0;
+                        acked = offset;
                         last_rewind = Some(value);
+                        waited = false;
                     }
                     m @ Message::FileAck { file_id: id, .. } if id == file_id => {
                         return Ok(outcome_of(m));
@@ -248,10 +313,9 @@ impl FrameLink {
                     .map_err(|e| format!("cannot read {shown}: {e}"))?
                     .finalize()
             };
-            self.send(&Message::FileEnd { file_id, crc32 })
-                .await
-                .map_err(io)?;
-            match self.wait_ack(file_id).await? {
+            let end = Message::FileEnd { file_id, crc32 };
+            self.send(&end).await.map_err(io)?;
+            match self.wait_ack_retrying(file_id, &end).await? {
                 Message::FileAck {
                     status: AckStatus::Resume,
                     value,
@@ -259,6 +323,8 @@ impl FrameLink {
                 } => {
                     // An answer to our FILE_END: always a rewind to follow.
                     offset = rewinds.rewind(value, size, name)?;
+                    self.rewinds = rewinds.0;
+                    acked = offset;
                     last_rewind = Some(value);
                 }
                 other => return Ok(outcome_of(other)),
@@ -266,17 +332,35 @@ impl FrameLink {
         }
     }
 
-    /// Waits for this file's next FILE_ACK, keeping anything else for `recv`.
-    async fn wait_ack(&mut self, file_id: u32) -> Result<Message, String> {
+    /// Waits for this file's next FILE_ACK other than PROGRESS, keeping anything
+    /// else for `recv`. Protocol 1.1's retry rule: when no answer comes within
+    /// 2 s, then 4, 8 and 16 s, `request` (a FILE_END or FILE_BEGIN+RESUME, which
+    /// the console always answers and which are safe to repeat) is sent again.
+    async fn wait_ack_retrying(&mut self, file_id: u32, request: &Message) -> Result<Message, String> {
+        let mut wait = RETRY_FIRST;
+        let deadline = tokio::time::Instant::now() + ANSWER_TIMEOUT;
         loop {
-            match tokio::time::timeout(ANSWER_TIMEOUT, self.incoming.recv()).await {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(format!(
+                    "no answer from the console within {} s",
+                    ANSWER_TIMEOUT.as_secs()
+                ));
+            }
+            let until = (now + wait).min(deadline);
+            match tokio::time::timeout_at(until, self.incoming.recv()).await {
                 Err(_) => {
-                    return Err(format!(
-                        "no answer from the console within {} s",
-                        ANSWER_TIMEOUT.as_secs()
-                    ));
+                    self.send(request)
+                        .await
+                        .map_err(|e| format!("connection lost: {e}"))?;
+                    wait *= 2;
                 }
                 Ok(None) => return Err("the console closed the connection".into()),
+                Ok(Some(Message::FileAck {
+                    file_id: id,
+                    status: AckStatus::Progress,
+                    ..
+                })) if id == file_id => {}
                 Ok(Some(m @ Message::FileAck { file_id: id, .. })) if id == file_id => {
                     return Ok(m);
                 }

@@ -2,6 +2,7 @@
 //! `benchlink device` (a simulated camera board). Both speak the native frame
 //! protocol through [`link::FrameLink`], the same codec the console uses.
 
+pub mod bridge;
 pub mod image;
 pub mod link;
 pub mod send;

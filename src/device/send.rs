@@ -33,6 +33,10 @@ pub struct SendArgs {
     /// Continue files the console already holds part of (frames).
     #[arg(long)]
     pub resume: bool,
+    /// Keep at most BYTES of file data unacknowledged (frames, protocol 1.1): for a
+    /// link with a small buffer, such as a UART-to-Wi-Fi bridge.
+    #[arg(long, value_name = "BYTES", value_parser = crate::cli::parse_size_arg)]
+    pub window: Option<u64>,
     /// Files to send.
     #[arg(value_name = "FILE")]
     pub files: Vec<PathBuf>,
@@ -72,13 +76,12 @@ fn file_name(path: &std::path::Path) -> String {
 
 /// Returns whether every file was saved.
 async fn send_frames(args: &SendArgs) -> Result<bool, String> {
-    let mut link = FrameLink::connect(
-        &args.to,
-        &args.id,
-        args.token.as_deref(),
-        &[("tool", "benchlink send")],
-    )
-    .await?;
+    let window = args.window.map(|w| w.to_string());
+    let mut info = vec![("tool", "benchlink send")];
+    if let Some(w) = &window {
+        info.push(("window", w.as_str()));
+    }
+    let mut link = FrameLink::connect(&args.to, &args.id, args.token.as_deref(), &info).await?;
     println!("connected to {} as {}", args.to, for_terminal(&link.name));
     let lost = |e: std::io::Error| format!("connection lost: {e}");
     for text in &args.texts {
@@ -90,8 +93,12 @@ async fn send_frames(args: &SendArgs) -> Result<bool, String> {
         let name = file_name(path);
         match link.send_file(i as u32 + 1, path, &name, args.resume).await {
             Ok(FileOutcome::Saved { size, path }) => {
+                let repaired = match link.rewinds {
+                    0 => String::new(),
+                    n => format!(", {n} rewinds to repair lost data"),
+                };
                 println!(
-                    "saved {} ({size} bytes) as {}",
+                    "saved {} ({size} bytes{repaired}) as {}",
                     for_terminal(&name),
                     for_terminal(&path)
                 );

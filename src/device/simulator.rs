@@ -23,6 +23,9 @@ pub struct DeviceArgs {
     /// The console's --token, if it has one.
     #[arg(long, value_name = "SECRET")]
     pub token: Option<String>,
+    /// Keep at most BYTES of file data unacknowledged (protocol 1.1 flow control).
+    #[arg(long, value_name = "BYTES", value_parser = crate::cli::parse_size_arg)]
+    pub window: Option<u64>,
 }
 
 const BACKOFF_START: Duration = Duration::from_millis(500);
@@ -32,12 +35,12 @@ pub async fn run(args: DeviceArgs) -> ExitCode {
     let mut backoff = BACKOFF_START;
     let mut captures = 0u32;
     loop {
-        let connect = FrameLink::connect(
-            &args.to,
-            &args.id,
-            args.token.as_deref(),
-            &[("model", "benchlink camera simulator")],
-        );
+        let window = args.window.map(|w| w.to_string());
+        let mut info = vec![("model", "benchlink camera simulator")];
+        if let Some(w) = &window {
+            info.push(("window", w.as_str()));
+        }
+        let connect = FrameLink::connect(&args.to, &args.id, args.token.as_deref(), &info);
         let outcome = tokio::select! {
             _ = tokio::signal::ctrl_c() => return ExitCode::SUCCESS,
             link = connect => link,

@@ -267,13 +267,14 @@ impl Session {
         if let Err(end) = started {
             return end;
         }
-        let accepted = Instant::now();
         loop {
             let partial_deadline = self.partial_since.map(|t| t + PARTIAL_LINE_IDLE);
             // A frame device that never completes a frame would hold a connection
             // slot unseen (it is listed only once identified): it gets a deadline.
-            let identify_deadline = (matches!(self.mode, Mode::Frames(_)) && !self.announced)
-                .then_some(accepted + frames::IDENTIFY_WITHIN);
+            let identify_deadline = match &self.mode {
+                Mode::Frames(state) if !self.announced => Some(state.started + frames::IDENTIFY_WITHIN),
+                _ => None,
+            };
             let stall_deadline = match &self.mode {
                 Mode::Frames(state) if state.holds_partial(&self.buf) => {
                     Some(self.last_heard + frames::FRAME_STALL)
@@ -408,6 +409,19 @@ impl Session {
                 Detected::Lines => self.start_lines().await,
             }
         }
+        if let Mode::Cf(decoder) = &self.mode
+            && decoder.chosen_by_auto()
+            && self.stats.bytes_in.load(Ordering::Relaxed) == self.buf.len() as u64
+        {
+            // The device's very first bytes, after it was greeted as cf: a frames
+            // device whose board spoke late (1.1 late HELLO)?
+            match frames::late_frames_start(&self.buf) {
+                Some(true) => self.become_frames().await,
+                // The start of a frame header: wait for the rest of it.
+                None => return Ok(()),
+                Some(false) => {}
+            }
+        }
         if matches!(self.mode, Mode::Frames(_)) {
             return self.on_frames().await;
         }
@@ -436,6 +450,24 @@ impl Session {
                 Ok(())
             }
         }
+    }
+
+    /// An auto-chosen cf connection whose device then spoke native frames (an
+    /// ESP8266 connects when it boots, long before the board behind it speaks):
+    /// the cf device it was announced as is gone, and a frames device takes its
+    /// place on the same connection.
+    async fn become_frames(&mut self) {
+        if self.announced {
+            self.shared
+                .emit(EventKind::Disconnected {
+                    conn: self.conn,
+                    device: self.device.clone(),
+                    reason: "it speaks the native frame protocol: continues as a frames device".into(),
+                })
+                .await;
+            self.announced = false;
+        }
+        self.start_frames();
     }
 
     /// With `--token`, an auto listener only takes native-frame devices.

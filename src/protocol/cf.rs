@@ -48,6 +48,11 @@ impl CfDecoder {
         }
     }
 
+    /// Chosen by auto detection (not by a `cf://` listener).
+    pub fn chosen_by_auto(&self) -> bool {
+        self.lenient
+    }
+
     pub fn in_file(&self) -> bool {
         self.state == State::File
     }

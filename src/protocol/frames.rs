@@ -926,6 +926,73 @@ mod tests {
                     message: "frame too large".into(),
                 },
             ),
+            // Protocol 1.1.
+            (
+                "1.1: id dev-01, window 3072 (flow control)",
+                M::Hello(kv(&[("id", "dev-01"), ("window", "3072")])),
+            ),
+            (
+                "1.1: name dev-01, protocol 1.1",
+                M::Welcome(kv(&[
+                    ("server", "benchlink 0.1.0"),
+                    ("max_frame", "1048576"),
+                    ("name", "dev-01"),
+                    ("protocol", "1.1"),
+                ])),
+            ),
+            (
+                "1.1: file 1 PROGRESS, the console holds 1536 bytes",
+                M::FileAck {
+                    file_id: 1,
+                    status: AckStatus::Progress,
+                    value: 1536,
+                    detail: String::new(),
+                },
+            ),
+            (
+                "1.1: file 7 REFUSED code 1, unknown file_id",
+                M::FileAck {
+                    file_id: 7,
+                    status: AckStatus::Refused,
+                    value: refused::UNKNOWN_FILE_ID,
+                    detail: "unknown file_id".into(),
+                },
+            ),
+            (
+                "1.1: file 1 REFUSED code 3, disk full",
+                M::FileAck {
+                    file_id: 1,
+                    status: AckStatus::Refused,
+                    value: refused::DISK_FULL,
+                    detail: "disk full".into(),
+                },
+            ),
+            (
+                "1.1: file 1 REFUSED code 5, larger than --max-file-size",
+                M::FileAck {
+                    file_id: 1,
+                    status: AckStatus::Refused,
+                    value: refused::TOO_LARGE,
+                    detail: "too large".into(),
+                },
+            ),
+            (
+                "1.1: file 1 REFUSED code 7, busy",
+                M::FileAck {
+                    file_id: 1,
+                    status: AckStatus::Refused,
+                    value: refused::BUSY,
+                    detail: "busy".into(),
+                },
+            ),
+            (
+                "code 4 (busy), \"too many connections\"",
+                M::Error {
+                    code: ERR_BUSY,
+                    message: "too many connections".into(),
+                },
+            ),
+            ("1.1: reason \"idle for 600 s\"", M::Bye("idle for 600 s".into())),
         ]
     }
 

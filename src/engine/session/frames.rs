@@ -27,6 +27,28 @@ fn disk_code(e: &std::io::Error) -> u64 {
     }
 }
 
+/// Whether bytes that arrive first on an auto-chosen cf connection are a frame
+/// header with a valid header CRC (`Some(true)`), surely not one (`Some(false)`),
+/// or too few to tell (`None`).
+pub(super) fn late_frames_start(buf: &[u8]) -> Option<bool> {
+    let magic = crate::protocol::frames::MAGIC;
+    let n = buf.len().min(magic.len());
+    if buf[..n] != magic[..n] {
+        return Some(false);
+    }
+    if buf.len() < crate::protocol::frames::HEADER_LEN {
+        return None;
+    }
+    Some(
+        FrameDecoder::new(PRE_HELLO_MAX_FRAME)
+            .bytes_to_complete(buf)
+            .is_some(),
+    )
+}
+
+/// The protocol version WELCOME announces.
+pub const PROTOCOL_VERSION: &str = "1.1";
+
 /// A partial frame that gets no byte for this long is abandoned and the bytes
 /// after its magic are scanned again: no healthy link pauses inside a frame, and
 /// a byte lost inside one must not stall the link.
@@ -66,6 +88,12 @@ pub(crate) struct FramesState {
     last_frame: usize,
     /// Warnings about this connection's frames: one a second, with a count.
     warnings: RateLimit,
+    /// When this connection started speaking frames: the identify deadline runs
+    /// from here (a late HELLO may come long after the connection opened).
+    pub(crate) started: Instant,
+    /// HELLO's `window` (1.1): the device keeps at most this many bytes of file
+    /// data unacknowledged, and the console acknowledges with FILE_ACK PROGRESS.
+    window: Option<u64>,
 }
 
 impl FramesState {
@@ -118,6 +146,8 @@ enum FrameFile {
         /// Continues a `.part` an earlier connection wrote: its CRC is not this
         /// connection's to learn (see CRC_MISMATCH).
         resumed: bool,
+        /// What the last PROGRESS or RESUME told the device it holds.
+        acked: u64,
     },
     /// Refused or failed (with its REFUSED code): its data is dropped, and its
     /// FILE_END is answered with the same refusal.
@@ -160,6 +190,8 @@ impl Session {
             bad_frames: 0,
             last_frame: 0,
             warnings: RateLimit::new(WARN_EVERY),
+            window: None,
+            started: Instant::now(),
         }));
     }
 
@@ -340,6 +372,14 @@ impl Session {
             }
         }
         if let Some(pairs) = hello {
+            let window = pairs
+                .iter()
+                .find(|(k, _)| k == "window")
+                .and_then(|(_, v)| v.trim().parse::<u64>().ok())
+                .filter(|&w| w > 0);
+            if let Mode::Frames(state) = &mut self.mode {
+                state.window = window;
+            }
             if let Some((_, id)) = pairs.iter().find(|(k, _)| k == "id")
                 && !id.trim().is_empty()
             {
@@ -357,6 +397,7 @@ impl Session {
                 ),
                 ("max_frame".into(), self.shared.settings.max_frame.to_string()),
                 ("name".into(), self.device.clone()),
+                ("protocol".into(), PROTOCOL_VERSION.into()),
             ]))
             .await?;
             self.announce("frames").await;
@@ -517,6 +558,7 @@ impl Session {
                     meta,
                     gap_reported: None,
                     resumed: held > 0,
+                    acked: held,
                 },
             );
         }
@@ -597,9 +639,11 @@ impl Session {
         let Mode::Frames(state) = &mut self.mode else {
             return Ok(());
         };
+        let window = state.window;
         let Some(FrameFile::Active {
             transfer,
             gap_reported,
+            acked,
             ..
         }) = state.transfers.get_mut(&file_id)
         else {
@@ -666,9 +710,20 @@ impl Session {
                 .refused_quietly(file_id, disk_code(&e), format!("cannot store it: {e}"))
                 .await;
         }
-        if let Some(event) = progress_due(transfer) {
+        // 1.1 flow control: PROGRESS each time the held bytes grew by half a window.
+        let held = transfer.part.len();
+        let progress = window.is_some_and(|w| held - (*acked).min(held) >= (w / 2).max(1));
+        if progress {
+            *acked = held;
+        }
+        let due = progress_due(transfer);
+        if let Some(event) = due {
             let event = self.progress_event(event);
             self.shared.emit(event).await;
+        }
+        if progress {
+            self.ack(file_id, AckStatus::Progress, held, String::new())
+                .await?;
         }
         Ok(())
     }
