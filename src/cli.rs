@@ -117,6 +117,7 @@ pub enum LineEndingArg {
     None,
     Lf,
     Crlf,
+    Cr,
 }
 
 /// Sizes in human forms: `65536`, `64KiB`, `2GB`, `1 MiB`.

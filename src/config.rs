@@ -92,6 +92,8 @@ pub struct Settings {
     pub event_queue: usize,
     /// Connections silent this long are closed; None: never.
     pub idle_timeout: Option<Duration>,
+    /// Macros by name (`F5`..`F12` from `[macros]`, others from `[macros.named]`).
+    pub macros: std::collections::BTreeMap<String, String>,
 }
 
 impl Settings {
@@ -175,6 +177,7 @@ impl Settings {
             Some(LineEndingArg::None) => Some(LineEnding::None),
             Some(LineEndingArg::Lf) => Some(LineEnding::Lf),
             Some(LineEndingArg::Crlf) => Some(LineEnding::CrLf),
+            Some(LineEndingArg::Cr) => Some(LineEnding::Cr),
             None => file.line_ending,
         };
         Ok(Self {
@@ -209,6 +212,7 @@ impl Settings {
             max_parts,
             event_queue: event_queue as usize,
             idle_timeout: cli.idle_timeout.or(file.idle_timeout).filter(|d| !d.is_zero()),
+            macros: file.macros,
         })
     }
 }
@@ -252,6 +256,7 @@ struct FileConfig {
     max_parts: Option<usize>,
     event_queue: Option<u64>,
     idle_timeout: Option<Duration>,
+    macros: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -294,6 +299,32 @@ struct RawFileConfig {
     max_parts: Option<usize>,
     event_queue: Option<SizeValue>,
     idle_timeout: Option<String>,
+    macros: Option<RawMacros>,
+}
+
+/// `[macros]`: `F5` .. `F12` = a line, or lines separated by `\n`; and
+/// `[macros.named]`: NAME = lines, run with `/macro NAME`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMacros {
+    #[serde(rename = "F5")]
+    f5: Option<String>,
+    #[serde(rename = "F6")]
+    f6: Option<String>,
+    #[serde(rename = "F7")]
+    f7: Option<String>,
+    #[serde(rename = "F8")]
+    f8: Option<String>,
+    #[serde(rename = "F9")]
+    f9: Option<String>,
+    #[serde(rename = "F10")]
+    f10: Option<String>,
+    #[serde(rename = "F11")]
+    f11: Option<String>,
+    #[serde(rename = "F12")]
+    f12: Option<String>,
+    #[serde(default)]
+    named: std::collections::BTreeMap<String, String>,
 }
 
 impl FileConfig {
@@ -329,7 +360,7 @@ impl FileConfig {
             None => None,
             Some(t) => Some(LineEnding::parse(&t).ok_or_else(|| {
                 ConfigError(format!(
-                    "bad config file {shown}: key `line_ending`: {t:?} is not one of none, lf, crlf"
+                    "bad config file {shown}: key `line_ending`: {t:?} is not one of none, lf, crlf, cr"
                 ))
             })?),
         };
@@ -362,6 +393,26 @@ impl FileConfig {
             max_log_size: size("max_log_size", raw.max_log_size)?,
             max_parts: raw.max_parts,
             event_queue: size("event_queue", raw.event_queue)?,
+            macros: {
+                let raw_macros = raw.macros.unwrap_or_default();
+                let keys = [
+                    ("F5", raw_macros.f5),
+                    ("F6", raw_macros.f6),
+                    ("F7", raw_macros.f7),
+                    ("F8", raw_macros.f8),
+                    ("F9", raw_macros.f9),
+                    ("F10", raw_macros.f10),
+                    ("F11", raw_macros.f11),
+                    ("F12", raw_macros.f12),
+                ];
+                let mut macros = raw_macros.named;
+                for (key, body) in keys {
+                    if let Some(body) = body {
+                        macros.insert(key.to_string(), body);
+                    }
+                }
+                macros
+            },
             idle_timeout: match raw.idle_timeout {
                 None => None,
                 Some(t) => {
@@ -422,7 +473,7 @@ mod tests {
         assert!(e.0.contains("`max_line`") && e.0.contains("huge"), "{e}");
         let e = parse("[aliases]\n\"not-an-ip\" = \"x\"").expect_err("bad alias");
         assert!(e.0.contains("aliases") && e.0.contains("not-an-ip"), "{e}");
-        let e = parse("line_ending = \"cr\"").expect_err("bad ending");
+        let e = parse("line_ending = \"dos\"").expect_err("bad ending");
         assert!(e.0.contains("line_ending"), "{e}");
     }
 }

@@ -99,7 +99,7 @@ fn config_value_errors_are_one_line() {
     for (text, key) in [
         ("[aliases]\n\"not-an-ip\" = \"cam\"\n", "not-an-ip"),
         ("max_line = \"huge\"\n", "max_line"),
-        ("line_ending = \"cr\"\n", "line_ending"),
+        ("line_ending = \"dos\"\n", "line_ending"),
     ] {
         let cfg = t.path().join("c.toml");
         std::fs::write(&cfg, text).unwrap();

@@ -15,9 +15,30 @@ pub enum Request {
     Kick(String),
     Help,
     Quit,
+    /// `/hex 48 65 0d 0a` or `/raw TEXT\r\n`: exact bytes for the current target.
+    Bytes(Vec<u8>),
+    /// `/eol crlf|lf|cr|none`: the current target's line ending.
+    Eol(crate::protocol::LineEnding),
+    /// `/every DURATION LINE`: send LINE (text, `/hex` or `/raw`) to the current
+    /// target every DURATION.
+    Every {
+        period: std::time::Duration,
+        line: String,
+    },
+    /// `/every off [N]`: stop repeat N, or all.
+    EveryOff(Option<u32>),
+    /// `/every`: list the repeats.
+    EveryList,
+    /// `/macro NAME`: run a macro from config.toml.
+    Macro(String),
+    /// `/sleep DURATION`: a pause between the lines of a macro.
+    Sleep(std::time::Duration),
     /// An empty line: nothing to do.
     Nothing,
 }
+
+/// Shortest `/every` period.
+pub const MIN_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// `/command`, its argument form and what it does: the help text and the TUI's
 /// completion both come from here.
@@ -26,6 +47,28 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("/all", "TEXT", "send TEXT to every connected device"),
     ("/list", "", "list connected devices"),
     ("/kick", "NAME|CONN", "disconnect a device"),
+    (
+        "/hex",
+        "BYTES",
+        "send bytes given in hex (48 65 6c 0d 0a, 0x48, 48656c)",
+    ),
+    (
+        "/raw",
+        "TEXT",
+        "send TEXT with C escapes (\\r \\n \\t \\0 \\xNN \\\\) and no line ending",
+    ),
+    (
+        "/eol",
+        "ENDING",
+        "crlf, lf, cr or none after text to the current device",
+    ),
+    (
+        "/every",
+        "TIME LINE",
+        "send LINE every TIME (10ms..hours); /every off [N] stops it",
+    ),
+    ("/macro", "NAME", "run a macro from config.toml"),
+    ("/sleep", "TIME", "wait between the lines of a macro"),
     ("/help", "", "show this help"),
     ("/quit", "", "stop the console"),
 ];
@@ -70,11 +113,126 @@ pub fn parse(line: &str) -> Result<Request, String> {
         "list" | "ls" => Ok(Request::List),
         "kick" => needs("NAME|CONN").map(Request::Kick),
         "help" | "h" | "?" => Ok(Request::Help),
+        "hex" => parse_hex(&needs("BYTES")?).map(Request::Bytes),
+        "raw" => {
+            // The rest of the line as typed, spaces included.
+            let text = command.split_once(char::is_whitespace).map_or("", |(_, r)| r);
+            if text.is_empty() {
+                return Err("/raw needs TEXT: /raw TEXT (with \\r \\n \\t \\0 \\xNN \\\\)".into());
+            }
+            unescape(text).map(Request::Bytes)
+        }
+        "eol" => {
+            let name = needs("crlf|lf|cr|none")?;
+            crate::protocol::LineEnding::parse(&name)
+                .map(Request::Eol)
+                .ok_or_else(|| format!("/eol takes crlf, lf, cr or none, not {name:?}"))
+        }
+        "every" => parse_every(rest),
+        "macro" => needs("NAME").map(Request::Macro),
+        "sleep" => crate::cli::parse_duration_arg(&needs("DURATION")?).map(Request::Sleep),
         "quit" | "q" | "exit" => Ok(Request::Quit),
         _ => Err(format!(
             "unknown command /{word}; commands are {} (start with // to send text beginning with /)",
             COMMANDS.iter().map(|c| c.0).collect::<Vec<_>>().join(", ")
         )),
+    }
+}
+
+/// `48 65 6c`, `0x48 0x65`, `48656c`: bytes in hex, spaces optional.
+pub fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
+    let mut digits = String::new();
+    for token in text.split([' ', ',', '\t']).filter(|t| !t.is_empty()) {
+        let token = token
+            .strip_prefix("0x")
+            .or_else(|| token.strip_prefix("0X"))
+            .unwrap_or(token);
+        if token.len() % 2 == 1 {
+            return Err(format!(
+                "/hex: {token:?} has an odd number of digits; write bytes as two digits each (0d, not d)"
+            ));
+        }
+        digits.push_str(token);
+    }
+    if digits.is_empty() {
+        return Err("/hex needs BYTES: /hex 48 65 6c 6c 6f 0d 0a".into());
+    }
+    (0..digits.len())
+        .step_by(2)
+        .map(|i| {
+            u8::from_str_radix(&digits[i..i + 2], 16)
+                .map_err(|_| format!("/hex: {:?} is not a hex byte", &digits[i..i + 2]))
+        })
+        .collect()
+}
+
+/// C escapes: `\r \n \t \0 \xNN \\`; anything else is sent as typed (UTF-8).
+pub fn unescape(text: &str) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            let mut buf = [0u8; 4];
+            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            continue;
+        }
+        match chars.next() {
+            Some('r') => out.push(b'\r'),
+            Some('n') => out.push(b'\n'),
+            Some('t') => out.push(b'\t'),
+            Some('0') => out.push(0),
+            Some('\\') => out.push(b'\\'),
+            Some('x') => {
+                let hex: String = chars.by_ref().take(2).collect();
+                let byte = (hex.len() == 2)
+                    .then(|| u8::from_str_radix(&hex, 16).ok())
+                    .flatten()
+                    .ok_or_else(|| format!("/raw: \\x needs two hex digits, not {hex:?}"))?;
+                out.push(byte);
+            }
+            Some(other) => {
+                return Err(format!(
+                    "/raw: unknown escape \\{other}; use \\r \\n \\t \\0 \\xNN or \\\\"
+                ));
+            }
+            None => return Err("/raw: a lone \\ at the end; write \\\\ for a backslash".into()),
+        }
+    }
+    Ok(out)
+}
+
+fn parse_every(rest: &str) -> Result<Request, String> {
+    if rest.is_empty() {
+        return Ok(Request::EveryList);
+    }
+    let (first, line) = match rest.split_once(char::is_whitespace) {
+        Some((f, l)) => (f, l.trim_start()),
+        None => (rest, ""),
+    };
+    if first.eq_ignore_ascii_case("off") {
+        if line.is_empty() {
+            return Ok(Request::EveryOff(None));
+        }
+        return line
+            .trim()
+            .parse()
+            .map(|n| Request::EveryOff(Some(n)))
+            .map_err(|_| format!("/every off takes the number /every lists, not {line:?}"));
+    }
+    let period = crate::cli::parse_duration_arg(first)?;
+    if period < MIN_EVERY {
+        return Err("/every: the shortest interval is 10ms".into());
+    }
+    if line.is_empty() {
+        return Err("/every needs what to send: /every 2s TEXT (or /hex ..., /raw ...)".into());
+    }
+    // What is repeated must itself be something to send.
+    match parse(line)? {
+        Request::Send(_) | Request::Bytes(_) => Ok(Request::Every {
+            period,
+            line: line.to_string(),
+        }),
+        _ => Err("/every repeats text, /hex or /raw, not other commands".into()),
     }
 }
 
@@ -104,6 +262,63 @@ mod tests {
         let e = parse("/to").expect_err("missing arg");
         assert!(e.contains("/to NAME|CONN"), "{e}");
         assert!(parse("/all   ").is_err());
+    }
+
+    #[test]
+    fn bytes_commands() {
+        let hello = b"Hello\r\n".to_vec();
+        assert_eq!(
+            parse("/hex 48 65 6c 6c 6f 0d 0a"),
+            Ok(Request::Bytes(hello.clone()))
+        );
+        assert_eq!(
+            parse("/hex 0x48 0x65 6C6c6f0d0A"),
+            Ok(Request::Bytes(hello.clone()))
+        );
+        assert_eq!(parse("/raw Hello\\r\\n"), Ok(Request::Bytes(hello)));
+        assert_eq!(
+            parse("/raw  a\\t\\0\\x7f\\\\ é"),
+            Ok(Request::Bytes(b" a\t\0\x7f\\ \xc3\xa9".to_vec()))
+        );
+        assert!(parse("/hex 4").unwrap_err().contains("odd"));
+        assert!(parse("/hex zz").unwrap_err().contains("zz"));
+        assert!(parse("/raw bad\\q").unwrap_err().contains("\\q"));
+        assert!(parse("/raw \\x4").is_err());
+        assert_eq!(
+            parse("/eol CR"),
+            Ok(Request::Eol(crate::protocol::LineEnding::Cr))
+        );
+        assert!(parse("/eol dos").is_err());
+    }
+
+    #[test]
+    fn every_and_macros() {
+        use std::time::Duration;
+        assert_eq!(
+            parse("/every 2s status"),
+            Ok(Request::Every {
+                period: Duration::from_secs(2),
+                line: "status".into()
+            })
+        );
+        assert_eq!(
+            parse("/every 10ms /hex 01 02"),
+            Ok(Request::Every {
+                period: Duration::from_millis(10),
+                line: "/hex 01 02".into()
+            })
+        );
+        assert_eq!(parse("/every"), Ok(Request::EveryList));
+        assert_eq!(parse("/every off"), Ok(Request::EveryOff(None)));
+        assert_eq!(parse("/every off 3"), Ok(Request::EveryOff(Some(3))));
+        assert!(parse("/every 5ms x").unwrap_err().contains("10ms"));
+        assert!(parse("/every 2s /kick cam").is_err());
+        assert!(parse("/every 2s").is_err());
+        assert_eq!(parse("/macro boot"), Ok(Request::Macro("boot".into())));
+        assert_eq!(
+            parse("/sleep 200ms"),
+            Ok(Request::Sleep(Duration::from_millis(200)))
+        );
     }
 
     #[test]

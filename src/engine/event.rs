@@ -46,6 +46,9 @@ pub struct DeviceInfo {
     pub connected_secs: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// The line ending chosen with `/eol`, if any (else `--line-ending`'s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eol: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -179,6 +179,10 @@ impl Engine {
         Ok(Engine { settings, listeners })
     }
 
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners
             .iter()
@@ -196,6 +200,7 @@ impl Engine {
         let limit = Arc::new(Semaphore::new(max_connections));
         let (event_tx, event_rx) = event_queue::channel(self.settings.event_queue);
         let (command_tx, command_rx) = mpsc::channel(64);
+        let own_commands = command_tx.clone();
         let dir = std::fs::canonicalize(&self.settings.dir).unwrap_or_else(|_| self.settings.dir.clone());
         let (journal, journal_thread) = Journal::start(
             dir.clone(),
@@ -246,7 +251,9 @@ impl Engine {
                     tracker.clone(),
                 ));
             }
-            let reason = CommandHandler::new(shared.clone()).run(command_rx).await;
+            let reason = CommandHandler::new(shared.clone(), own_commands)
+                .run(command_rx)
+                .await;
             shared.cancel.cancel();
             tracker.close();
             let _ = tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await;
@@ -406,11 +413,80 @@ struct CommandHandler {
     /// The chosen device, by connection and name: if that connection has ended and
     /// the same device is back under the same name, it is still the target.
     target: Option<(ConnId, String)>,
+    /// `/every` repeats, and the number the next one gets.
+    repeats: Vec<Repeat>,
+    next_repeat: u32,
+    /// The engine's own command queue: macros feed their lines through it.
+    commands: mpsc::Sender<Command>,
+}
+
+/// One `/every`: a line sent to one connection at a fixed period.
+struct Repeat {
+    number: u32,
+    conn: ConnId,
+    device: String,
+    period: Duration,
+    line: String,
+    due: tokio::time::Instant,
+}
+
+/// Feeds a macro's lines to the engine one by one, pausing at `/sleep` lines.
+async fn run_macro(lines: Vec<String>, commands: mpsc::Sender<Command>) {
+    for line in lines {
+        if let Ok(Request::Sleep(pause)) = console::parse(&line) {
+            tokio::time::sleep(pause).await;
+            continue;
+        }
+        if line.trim().is_empty() {
+            continue;
+        }
+        if commands.send(Command::Line(line)).await.is_err() {
+            return;
+        }
+    }
 }
 
 impl CommandHandler {
-    fn new(shared: Arc<Shared>) -> Self {
-        Self { shared, target: None }
+    fn new(shared: Arc<Shared>, commands: mpsc::Sender<Command>) -> Self {
+        Self {
+            shared,
+            target: None,
+            repeats: Vec::new(),
+            next_repeat: 0,
+            commands,
+        }
+    }
+
+    /// Sends every repeat that is due to its device; a repeat whose device has
+    /// gone stops, with a notice.
+    async fn run_repeats(&mut self) {
+        let now = tokio::time::Instant::now();
+        let mut gone = Vec::new();
+        for r in self.repeats.iter_mut().filter(|r| r.due <= now) {
+            r.due = now + r.period;
+            let tx = self.shared.registry().get(r.conn).map(|d| d.commands.clone());
+            let command = match console::parse(&r.line) {
+                Ok(Request::Send(text)) => SessionCommand::Send(text),
+                Ok(Request::Bytes(bytes)) => SessionCommand::SendBytes(bytes),
+                _ => continue,
+            };
+            // try_send: a device that cannot keep up skips a beat instead of
+            // holding up every other command.
+            match tx {
+                Some(tx) if !tx.is_closed() => {
+                    let _ = tx.try_send(command);
+                }
+                _ => gone.push(r.number),
+            }
+        }
+        for number in gone {
+            if let Some(at) = self.repeats.iter().position(|r| r.number == number) {
+                let r = self.repeats.remove(at);
+                let said = format!("repeat {number} stopped: {} disconnected", r.device);
+                self.reply(&format!("/every {:?} {}", r.period, r.line), false, said, None)
+                    .await;
+            }
+        }
     }
 
     /// Returns why the engine should stop.
@@ -422,6 +498,10 @@ impl CommandHandler {
             let command = tokio::select! {
                 _ = self.shared.cancel.cancelled() => return "stopped".into(),
                 c = commands.recv() => c,
+                _ = tokio::time::sleep_until(self.repeats.iter().map(|r| r.due).min().unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600))), if !self.repeats.is_empty() => {
+                    self.run_repeats().await;
+                    continue;
+                }
                 _ = stats_tick.tick() => {
                     let counters = self.counters();
                     if counters != last_counters {
@@ -477,7 +557,7 @@ impl CommandHandler {
         match request {
             Request::Nothing => {}
             Request::Send(text) => match self.resolve_target() {
-                Ok((name, tx)) => {
+                Ok((_, name, tx)) => {
                     let ok = tx.send(SessionCommand::Send(text)).await.is_ok();
                     let said = if ok {
                         format!("sent to {name}")
@@ -552,6 +632,103 @@ impl CommandHandler {
                     }
                 }
             }
+            Request::Bytes(bytes) => match self.resolve_target() {
+                Ok((_, name, tx)) => {
+                    let n = bytes.len();
+                    let ok = tx.send(SessionCommand::SendBytes(bytes)).await.is_ok();
+                    let said = if ok {
+                        format!("sent {n} bytes to {name}")
+                    } else {
+                        format!("{name} has just disconnected")
+                    };
+                    self.reply(&command, ok, said, None).await;
+                }
+                Err(e) => self.reply(&command, false, e, None).await,
+            },
+            Request::Eol(eol) => match self.resolve_target() {
+                Ok((conn, name, tx)) => {
+                    let ok = tx.send(SessionCommand::SetEol(eol)).await.is_ok();
+                    self.shared.registry().set_eol(conn, eol.name());
+                    let chosen = self.shared.registry().get(conn).map(|d| vec![d.info()]);
+                    let said = format!("text to {name} now ends with {}", eol.name());
+                    self.reply(&command, ok, said, chosen).await;
+                }
+                Err(e) => self.reply(&command, false, e, None).await,
+            },
+            Request::Every { period, line } => match self.resolve_target() {
+                Ok((conn, name, _)) => {
+                    self.next_repeat += 1;
+                    let number = self.next_repeat;
+                    self.repeats.push(Repeat {
+                        number,
+                        conn,
+                        device: name.clone(),
+                        period,
+                        line: line.clone(),
+                        due: tokio::time::Instant::now(),
+                    });
+                    let said = format!(
+                        "repeat {number}: {line:?} to {name} every {period:?} (/every off {number} stops it)"
+                    );
+                    self.reply(&command, true, said, None).await;
+                }
+                Err(e) => self.reply(&command, false, e, None).await,
+            },
+            Request::EveryOff(which) => {
+                let before = self.repeats.len();
+                self.repeats.retain(|r| which.is_some_and(|n| r.number != n));
+                let stopped = before - self.repeats.len();
+                let ok = stopped > 0;
+                let said = match (which, ok) {
+                    (_, true) => format!("stopped {stopped} repeat(s)"),
+                    (Some(n), false) => format!("there is no repeat {n}; /every lists them"),
+                    (None, false) => "nothing is repeating".into(),
+                };
+                self.reply(&command, ok, said, None).await;
+            }
+            Request::EveryList => {
+                let said = if self.repeats.is_empty() {
+                    "nothing is repeating; /every 2s TEXT starts a repeat".to_string()
+                } else {
+                    self.repeats
+                        .iter()
+                        .map(|r| format!("{}: {:?} to {} every {:?}", r.number, r.line, r.device, r.period))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                };
+                self.reply(&command, true, said, None).await;
+            }
+            Request::Macro(name) => {
+                let found = self.shared.settings.macros.get(&name).or_else(|| {
+                    let upper = name.to_ascii_uppercase();
+                    self.shared.settings.macros.get(&upper)
+                });
+                match found {
+                    Some(body) => {
+                        let lines: Vec<String> = body.lines().map(str::to_string).collect();
+                        tokio::spawn(run_macro(lines, self.commands.clone()));
+                        self.reply(&command, true, format!("running macro {name}"), None)
+                            .await;
+                    }
+                    None => {
+                        let known: Vec<&str> =
+                            self.shared.settings.macros.keys().map(String::as_str).collect();
+                        let said = if known.is_empty() {
+                            format!(
+                                "no macro called {name:?}; define macros in config.toml under [macros] or [macros.named]"
+                            )
+                        } else {
+                            format!("no macro called {name:?}; there are {}", known.join(", "))
+                        };
+                        self.reply(&command, false, said, None).await;
+                    }
+                }
+            }
+            Request::Sleep(_) => {
+                let said =
+                    "/sleep pauses between the lines of a macro; typed alone it does nothing".to_string();
+                self.reply(&command, false, said, None).await;
+            }
             Request::Help => self.reply(&command, true, console::help_text(), None).await,
             Request::Quit => {
                 self.reply(&command, true, "stopping the console".into(), None)
@@ -563,12 +740,12 @@ impl CommandHandler {
     }
 
     /// The device plain text goes to: the chosen one, else the only one connected.
-    fn resolve_target(&self) -> Result<(String, mpsc::Sender<SessionCommand>), String> {
+    fn resolve_target(&self) -> Result<(ConnId, String, mpsc::Sender<SessionCommand>), String> {
         let registry = self.shared.registry();
         if let Some((conn, name)) = &self.target {
             let back = || registry.live().find(|d| &d.name == name);
             return match registry.get(*conn).or_else(back) {
-                Some(d) => Ok((d.name.clone(), d.commands.clone())),
+                Some(d) => Ok((d.conn, d.name.clone(), d.commands.clone())),
                 None => Err(format!(
                     "the device chosen with /to has disconnected; {}",
                     describe_live(&registry)
@@ -577,7 +754,7 @@ impl CommandHandler {
         }
         let live: Vec<_> = registry.live().collect();
         match live.as_slice() {
-            [only] => Ok((only.name.clone(), only.commands.clone())),
+            [only] => Ok((only.conn, only.name.clone(), only.commands.clone())),
             [] => Err("no device is connected yet; nothing was sent".into()),
             many => Err(format!(
                 "{} devices are connected ({}); choose one with /to NAME, or send to all with /all TEXT",

@@ -31,6 +31,10 @@ pub enum SessionCommand {
     },
     /// Close to make room for a new connection (this one never sent a byte).
     Evict,
+    /// Send these bytes exactly (`/hex`, `/raw`).
+    SendBytes(Vec<u8>),
+    /// Use this line ending for operator text from now on (`/eol`).
+    SetEol(crate::protocol::LineEnding),
 }
 
 #[derive(Debug)]
@@ -49,6 +53,8 @@ pub struct Device {
     pub commands: mpsc::Sender<SessionCommand>,
     /// Asked to close to make room: not picked again.
     pub evicting: bool,
+    /// The operator's `/eol` for this device, if any.
+    pub eol: Option<&'static str>,
 }
 
 impl Device {
@@ -61,6 +67,7 @@ impl Device {
             connected_secs: self.since.elapsed().as_secs(),
             bytes_in: self.stats.bytes_in.load(Ordering::Relaxed),
             bytes_out: self.stats.bytes_out.load(Ordering::Relaxed),
+            eol: self.eol.map(str::to_string),
         }
     }
 }
@@ -100,9 +107,16 @@ impl Registry {
                 stats,
                 commands,
                 evicting: false,
+                eol: None,
             },
         );
         (conn, name)
+    }
+
+    pub fn set_eol(&mut self, conn: ConnId, eol: &'static str) {
+        if let Some(d) = self.devices.get_mut(&conn) {
+            d.eol = Some(eol);
+        }
     }
 
     /// The connection silent longest among those that never sent a byte, marked

@@ -91,6 +91,7 @@ pub(super) async fn run(
         partial_since: None,
         cf_file: CfFile::None,
         last_heard: Instant::now(),
+        eol: None,
     };
     let end = session.serve(listen).await;
     // Boxed: rare, large futures must not size every idle connection's task.
@@ -244,6 +245,8 @@ struct Session {
     cf_file: CfFile,
     /// When the device last sent a byte (or connected): for `--idle-timeout`.
     last_heard: Instant,
+    /// The operator's `/eol` for this device, over `--line-ending`.
+    eol: Option<LineEnding>,
 }
 
 impl Session {
@@ -298,6 +301,12 @@ impl Session {
                         return End::Replaced { by, done: Some(done) };
                     }
                     Some(SessionCommand::Evict) => return End::Evicted,
+                    Some(SessionCommand::SendBytes(bytes)) => {
+                        if let Err(end) = Box::pin(self.send_bytes(&bytes)).await {
+                            return end;
+                        }
+                    }
+                    Some(SessionCommand::SetEol(eol)) => self.eol = Some(eol),
                 },
                 ready = self.stream.readable() => {
                     if let Err(e) = ready {
@@ -863,6 +872,20 @@ impl Session {
             .await;
     }
 
+    /// `/hex` and `/raw`: these bytes exactly, no line ending (a frames device gets
+    /// them as one TEXT frame).
+    async fn send_bytes(&mut self, bytes: &[u8]) -> Result<(), End> {
+        if matches!(self.mode, Mode::Frames(_)) {
+            let mut frame = BytesMut::new();
+            crate::protocol::frames::encode_frame(crate::protocol::frames::KIND_TEXT, 0, bytes, &mut frame);
+            self.write_to_device(&frame).await?;
+        } else {
+            self.write_to_device(bytes).await?;
+        }
+        self.text(Direction::Out, from_device(bytes)).await;
+        Ok(())
+    }
+
     async fn send_command(&mut self, text: &str) -> Result<(), End> {
         if matches!(self.mode, Mode::Frames(_)) {
             self.send_message(&crate::protocol::frames::Message::Text(text.to_string()))
@@ -870,10 +893,13 @@ impl Session {
             self.text(Direction::Out, text.to_string()).await;
             return Ok(());
         }
-        let ending = self.shared.settings.line_ending.unwrap_or(match self.mode {
-            Mode::Cf(_) => LineEnding::None,
-            _ => LineEnding::CrLf,
-        });
+        let ending = self
+            .eol
+            .or(self.shared.settings.line_ending)
+            .unwrap_or(match self.mode {
+                Mode::Cf(_) => LineEnding::None,
+                _ => LineEnding::CrLf,
+            });
         let mut wire = Vec::with_capacity(text.len() + 2);
         wire.extend_from_slice(text.as_bytes());
         wire.extend_from_slice(ending.bytes());

@@ -73,6 +73,7 @@ pub enum LineEnding {
     None,
     Lf,
     CrLf,
+    Cr,
 }
 
 impl LineEnding {
@@ -81,6 +82,7 @@ impl LineEnding {
             "none" => Some(Self::None),
             "lf" => Some(Self::Lf),
             "crlf" => Some(Self::CrLf),
+            "cr" => Some(Self::Cr),
             _ => None,
         }
     }
@@ -90,6 +92,16 @@ impl LineEnding {
             Self::None => b"",
             Self::Lf => b"\n",
             Self::CrLf => b"\r\n",
+            Self::Cr => b"\r",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Lf => "lf",
+            Self::CrLf => "crlf",
+            Self::Cr => "cr",
         }
     }
 }

@@ -63,6 +63,9 @@ pub enum Action {
     Quit,
 }
 
+/// How long a reply stays under the prompt.
+const NOTICE_SECS: i64 = 10;
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum DeviceState {
     Idle,
@@ -86,6 +89,8 @@ pub struct DeviceRow {
     pub rate_in: u64,
     pub state: DeviceState,
     pub gone_at: Option<DateTime<Local>>,
+    /// The line ending chosen with `/eol`, if any.
+    pub eol: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,6 +201,10 @@ pub struct Notice {
 #[derive(Debug, Clone)]
 pub struct App {
     pub now: DateTime<Local>,
+    /// The notice shown and since when: replies expire after 10 s.
+    notice_seen: Option<(String, DateTime<Local>)>,
+    /// Function keys bound to macros in config.toml, with their first line.
+    pub macro_keys: Vec<(String, String)>,
     pub listeners: Vec<(String, String)>,
     pub lan: Vec<String>,
     pub dir: String,
@@ -239,6 +248,8 @@ impl App {
     pub fn new(now: DateTime<Local>) -> Self {
         Self {
             now,
+            notice_seen: None,
+            macro_keys: Vec::new(),
             listeners: Vec::new(),
             lan: Vec::new(),
             dir: String::new(),
@@ -382,6 +393,7 @@ impl App {
                     rate_in: 0,
                     state: DeviceState::Idle,
                     gone_at: None,
+                    eol: None,
                 });
                 self.log(
                     ts,
@@ -558,6 +570,11 @@ impl App {
                 text,
                 devices,
             } => {
+                for info in devices.iter().flatten() {
+                    if let (Some(eol), Some(d)) = (&info.eol, self.device_mut(info.conn)) {
+                        d.eol = Some(eol.clone());
+                    }
+                }
                 if ok
                     && command.to_ascii_lowercase().starts_with("/to ")
                     && let Some([device]) = devices.as_deref()
@@ -624,6 +641,17 @@ impl App {
     /// selected (the engine must not fall back to "the only device" unseen).
     pub fn tick(&mut self, now: DateTime<Local>) -> Vec<Action> {
         self.now = now;
+        // A reply under the prompt stays until the next command or 10 s.
+        match (&self.notice, &self.notice_seen) {
+            (Some(n), Some((text, since))) if *text == n.text => {
+                if (now - *since).num_seconds() >= NOTICE_SECS && !self.confirm_quit {
+                    self.notice = None;
+                    self.notice_seen = None;
+                }
+            }
+            (Some(n), _) => self.notice_seen = Some((n.text.clone(), now)),
+            (None, _) => self.notice_seen = None,
+        }
         let pending = std::mem::take(&mut self.pending);
         let mut total = 0;
         for d in &mut self.devices {
@@ -711,22 +739,34 @@ impl App {
             self.confirm_quit = false;
             self.notice = None;
         }
-        // Overlays take keys first and close with Esc (or their own key).
+        // Pop-ups own Esc (and F1 for help), arrows and PgUp/PgDn. A printable key
+        // or Enter closes them and then does what it would have done without them,
+        // so nothing typed is ever lost.
+        let typed = matches!(key.code, KeyCode::Char(_) | KeyCode::Enter)
+            && !key
+                .modifiers
+                .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT);
         if self.show_help {
-            if matches!(
-                key.code,
-                KeyCode::Esc | KeyCode::F(1) | KeyCode::Char('q') | KeyCode::Char('?') | KeyCode::Enter
-            ) {
+            if matches!(key.code, KeyCode::Esc | KeyCode::F(1)) {
                 self.show_help = false;
+                return Vec::new();
             }
-            return Vec::new();
+            if !typed {
+                return Vec::new();
+            }
+            self.show_help = false;
         }
         if self.preview.is_some() || self.overlay.is_some() {
-            if matches!(key.code, KeyCode::Esc | KeyCode::Char('q') | KeyCode::Enter) {
+            if key.code == KeyCode::Esc {
                 self.preview = None;
                 self.overlay = None;
+                return Vec::new();
             }
-            return Vec::new();
+            if !typed {
+                return Vec::new();
+            }
+            self.preview = None;
+            self.overlay = None;
         }
         match key.code {
             KeyCode::F(1) => {
@@ -740,6 +780,17 @@ impl App {
             }
             KeyCode::F(3) => {
                 self.show_log = !self.show_log;
+                return Vec::new();
+            }
+            KeyCode::F(n @ 5..=12) => {
+                let name = format!("F{n}");
+                if self.macro_keys.iter().any(|(k, _)| *k == name) {
+                    return vec![Action::Engine(Command::Line(format!("/macro {name}")))];
+                }
+                self.notice = Some(Notice {
+                    ok: false,
+                    text: format!("{name} has no macro; bind one under [macros] in config.toml"),
+                });
                 return Vec::new();
             }
             KeyCode::Esc => {

@@ -555,6 +555,7 @@ fn a_to_reply_with_one_device_selects_it() {
         connected_secs: 4,
         bytes_in: 0,
         bytes_out: 0,
+        eol: None,
     };
     let actions = reply(
         &mut app,
@@ -743,7 +744,7 @@ fn tab_completes_commands() {
     assert_eq!(app.input.value(), "/");
     assert_eq!(
         app.notice.as_ref().unwrap().text,
-        "/to  /all  /list  /kick  /help  /quit"
+        "/to  /all  /list  /kick  /hex  /raw  /eol  /every  /macro  /sleep  /help  /quit"
     );
     // Plain text is not completed.
     app.input = Input::new("hello".into());
@@ -757,15 +758,16 @@ fn question_mark_on_an_empty_prompt_opens_help() {
     key(&mut app, KeyCode::Char('?'));
     assert!(app.show_help);
     assert_eq!(app.input.value(), "");
-    // Keys go to the overlay while it is open; `?` closes it.
-    key(&mut app, KeyCode::Char('x'));
+    // Arrows and PgUp/PgDn are the overlay's; a printable key closes it and is
+    // typed into the prompt, so nothing typed is lost.
+    key(&mut app, KeyCode::Down);
     assert!(app.show_help);
-    assert_eq!(app.input.value(), "");
-    key(&mut app, KeyCode::Char('?'));
+    key(&mut app, KeyCode::Char('x'));
     assert!(!app.show_help);
+    assert_eq!(app.input.value(), "x");
     // With text in the prompt, `?` is just a character.
     type_str(&mut app, "why?");
-    assert_eq!(app.input.value(), "why?");
+    assert_eq!(app.input.value(), "xwhy?");
     assert!(!app.show_help);
 }
 
@@ -935,9 +937,10 @@ fn enter_on_a_received_row_opens_a_preview() {
             content: PreviewContent::Loading
         })
     );
-    // Keys go to the preview; Esc closes it.
-    key(&mut app, KeyCode::Char('j'));
+    // Arrows go to the preview; Esc closes it.
+    key(&mut app, KeyCode::Down);
     assert_eq!(app.received_selected, 1);
+    assert!(app.preview.is_some());
     key(&mut app, KeyCode::Esc);
     assert_eq!(app.preview, None);
     assert_eq!(app.focus, Focus::Received);

@@ -54,12 +54,13 @@ pub fn history_path() -> Option<PathBuf> {
 /// restored on every way out: quit, error, panic in any thread, SIGHUP, SIGTERM.
 pub async fn run(engine: Engine, theme: Theme) -> io::Result<()> {
     let lan = lan_addresses();
+    let macros = macro_keys(&engine.settings().macros);
     let handle = engine.start();
     let mut terminal = ratatui::try_init()?;
     install_panic_hook();
     let _ = execute!(io::stdout(), EnableMouseCapture, EnableBracketedPaste);
     let picker = image_picker();
-    let result = event_loop(&mut terminal, handle, theme, lan, picker).await;
+    let result = event_loop(&mut terminal, handle, theme, (lan, macros), picker).await;
     restore_terminal();
     result
 }
@@ -121,10 +122,11 @@ async fn event_loop(
     terminal: &mut ratatui::DefaultTerminal,
     mut handle: EngineHandle,
     theme: Theme,
-    lan: Vec<String>,
+    (lan, macros): (Vec<String>, Vec<(String, String)>),
     picker: Picker,
 ) -> io::Result<()> {
     let mut app = App::new(Local::now());
+    app.macro_keys = macros;
     app.lan = lan;
     app.history = load_history();
     let mut terminal_events = EventStream::new();
@@ -389,4 +391,15 @@ impl Signals {
         }
         std::future::pending().await
     }
+}
+
+/// The function keys bound in `[macros]`, in key order, with each macro's first line.
+fn macro_keys(macros: &std::collections::BTreeMap<String, String>) -> Vec<(String, String)> {
+    (5..=12)
+        .filter_map(|n| {
+            let key = format!("F{n}");
+            let body = macros.get(&key)?;
+            Some((key, body.lines().next().unwrap_or_default().to_string()))
+        })
+        .collect()
 }

@@ -105,7 +105,10 @@ fn cells(d: &DeviceRow, app: &App) -> Vec<String> {
         for_terminal(&d.name).into_owned(),
         state,
         rate(d.rate_in as f64),
-        d.protocol.clone(),
+        match &d.eol {
+            Some(eol) => format!("{} {eol}", d.protocol),
+            None => d.protocol.clone(),
+        },
         duration_short(up.num_seconds()),
         human_bytes(d.bytes_in),
         human_bytes(d.bytes_out),

@@ -69,6 +69,11 @@ pub fn render_hints(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         theme,
     ));
     spans.extend(key_hint("F3", "log", theme));
+    for (key, first_line) in &app.macro_keys {
+        let shown: String = for_terminal(first_line).chars().take(12).collect();
+        spans.push(Span::styled(key.as_str(), theme.key()));
+        spans.push(Span::styled(format!(" {shown}  "), theme.muted()));
+    }
     spans.extend(key_hint("PgUp/PgDn", "scroll", theme));
     spans.extend(key_hint("Ctrl-C", "quit", theme));
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
