@@ -43,24 +43,45 @@ pub struct ListenSpec {
 }
 
 impl ListenSpec {
+    /// `HOST:PORT`, `PROTO://HOST:PORT`, or, as socat and nc take them, `PORT`
+    /// and `:PORT` for every address. A mistake is named precisely.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let bad = || {
+        let protocols = ListenProtocol::NAMES.join(", ");
+        let bad = |why: String| {
             ConfigError(format!(
-                "bad listen address {text:?}: write HOST:PORT or PROTO://HOST:PORT with PROTO one of {}",
-                ListenProtocol::NAMES.join(", ")
+                "bad listen address {text:?}: {why}; write PORT, HOST:PORT or PROTO://HOST:PORT with PROTO one of {protocols}"
             ))
         };
         let (protocol, addr) = match text.split_once("://") {
-            Some((proto, addr)) => (ListenProtocol::parse(proto).ok_or_else(bad)?, addr),
-            None => (ListenProtocol::Auto, text),
+            Some((proto, addr)) => match ListenProtocol::parse(proto) {
+                Some(p) => (p, addr),
+                None => return Err(bad(format!("unknown protocol {proto:?}"))),
+            },
+            None => {
+                if let Some((proto, _)) = text.split_once(":/")
+                    && ListenProtocol::parse(proto).is_some()
+                {
+                    return Err(bad(format!("{proto}: needs // after it")));
+                }
+                (ListenProtocol::Auto, text)
+            }
         };
-        let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
-        if host.is_empty() || port.parse::<u16>().is_err() {
-            return Err(bad());
+        let (host, port) = match addr.rsplit_once(':') {
+            Some((host, port)) => (host, port),
+            None if !addr.is_empty() && addr.bytes().all(|b| b.is_ascii_digit()) => ("", addr),
+            None => return Err(bad("no port".into())),
+        };
+        let port_number: u32 = port
+            .parse()
+            .map_err(|_| bad(format!("{port:?} is not a port number")))?;
+        if port_number > u32::from(u16::MAX) {
+            return Err(bad(format!("port {port_number} is out of range (0 to 65535)")));
         }
+        // No host: every address, as `nc -l 9931` and socat's TCP-LISTEN:9931 mean.
+        let host = if host.is_empty() { "0.0.0.0" } else { host };
         Ok(Self {
             protocol,
-            addr: addr.to_string(),
+            addr: format!("{host}:{port_number}"),
         })
     }
 }
@@ -345,7 +366,25 @@ impl FileConfig {
                     format!(" (line {line})")
                 })
                 .unwrap_or_default();
-            ConfigError(format!("bad config file {shown}{at}: {}", e.message().trim_end()))
+            // `listen = 0.0.0.0:9936` reads to TOML as a broken number: say what to write.
+            let hint = e
+                .span()
+                .and_then(|span| text[..span.start.min(text.len())].lines().count().checked_sub(1))
+                .and_then(|line| text.lines().nth(line))
+                .and_then(|line| line.split_once('='))
+                .map(|(key, value)| (key.trim(), value.trim()))
+                .filter(|(_, value)| {
+                    !value.is_empty()
+                        && !value.starts_with(['"', '\'', '[', '{'])
+                        && value.parse::<f64>().is_err()
+                        && !matches!(*value, "true" | "false")
+                })
+                .map(|(key, value)| format!("; text must be quoted: {key} = \"{value}\""))
+                .unwrap_or_default();
+            ConfigError(format!(
+                "bad config file {shown}{at}: {}{hint}",
+                e.message().trim_end()
+            ))
         })?;
         let size = |key: &str, v: Option<SizeValue>| -> Result<Option<u64>, ConfigError> {
             match v {
@@ -442,9 +481,27 @@ mod tests {
             (s.protocol, s.addr.as_str()),
             (ListenProtocol::Auto, "[::1]:9999")
         );
-        for bad in ["9999", "host:", ":80", "ftp://h:1", "h:70000", "lines://"] {
+        // A port alone, or after a colon, means every address (as socat and nc).
+        for (text, want) in [
+            ("9931", "0.0.0.0:9931"),
+            (":9931", "0.0.0.0:9931"),
+            ("lines://:7000", "0.0.0.0:7000"),
+        ] {
+            assert_eq!(ListenSpec::parse(text).expect(text).addr, want);
+        }
+        for (bad, says) in [
+            ("host:", "not a port number"),
+            ("ftp://h:1", "unknown protocol \"ftp\""),
+            ("h:70000", "out of range"),
+            ("lines://", "no port"),
+            ("lines:/h:1", "needs //"),
+            ("localhost", "no port"),
+        ] {
             let err = ListenSpec::parse(bad).expect_err(bad);
-            assert!(err.0.contains("HOST:PORT"), "{err}");
+            assert!(
+                err.0.contains("HOST:PORT") && err.0.contains(says),
+                "{bad}: {err}"
+            );
         }
     }
 
@@ -473,6 +530,8 @@ mod tests {
         assert!(e.0.contains("`max_line`") && e.0.contains("huge"), "{e}");
         let e = parse("[aliases]\n\"not-an-ip\" = \"x\"").expect_err("bad alias");
         assert!(e.0.contains("aliases") && e.0.contains("not-an-ip"), "{e}");
+        let e = parse("listen = 0.0.0.0:9936").expect_err("unquoted");
+        assert!(e.0.contains("listen = \"0.0.0.0:9936\""), "{e}");
         let e = parse("line_ending = \"dos\"").expect_err("bad ending");
         assert!(e.0.contains("line_ending"), "{e}");
     }

@@ -291,12 +291,10 @@ fn a_file_announced_but_empty_fails_cleanly() {
         "{failed}"
     );
     c.wait_event("disconnected", &[("conn", conn["conn"].clone())]);
-    assert!(
-        walk(c.dir())
-            .iter()
-            .all(|p| ["conversation.log", "received.jsonl"]
-                .contains(&p.file_name().unwrap().to_str().unwrap()))
-    );
+    assert!(walk(c.dir()).iter().all(|p| {
+        ["conversation.log", "received.jsonl", ".benchlink.lock"]
+            .contains(&p.file_name().unwrap().to_str().unwrap())
+    }));
 }
 
 #[test]

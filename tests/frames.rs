@@ -68,11 +68,11 @@ fn check_saved(c: &mut Console, ack: &Ack, device: &str, data: &[u8]) -> PathBuf
 }
 
 /// `.part` files and their sidecars under `dir`.
-/// Everything in --dir but the history file the console creates at start.
+/// Everything in --dir but the history file and lock the console creates at start.
 fn written_by_devices(dir: &Path) -> Vec<PathBuf> {
     walk(dir)
         .into_iter()
-        .filter(|p| !p.ends_with("received.jsonl"))
+        .filter(|p| !p.ends_with("received.jsonl") && !p.ends_with(".benchlink.lock"))
         .collect()
 }
 

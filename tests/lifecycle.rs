@@ -58,7 +58,7 @@ fn port_in_use_is_one_clear_line_and_exit_2() {
 fn bad_listen_addresses_are_refused() {
     let t = tempfile::tempdir().unwrap();
     let dir = tmp_dir_arg(&t);
-    for bad in ["nonsense", "127.0.0.1:99999", "ftp://127.0.0.1:1", ":80"] {
+    for bad in ["nonsense", "127.0.0.1:99999", "ftp://127.0.0.1:1", "lines:/h:1"] {
         let out = run_to_exit(&["--no-tui", "--listen", bad, "--dir", &dir], WAIT);
         let err = assert_startup_error(&out);
         assert_one_line(&err);
@@ -407,4 +407,34 @@ fn a_disk_error_fails_one_transfer_not_the_console() {
     c.wait_text_in("fine");
     assert!(c.running());
     assert_eq!(std::fs::read(c.dir().join("127.0.0.1")).unwrap(), b"in the way");
+}
+
+#[test]
+fn a_second_console_on_the_same_folder_is_refused_with_the_first_ones_pid() {
+    let first = Console::start(&[]);
+    let dir = first.dir().display().to_string();
+    let out = run_to_exit(&["--no-tui", "--listen", "127.0.0.1:0", "--dir", &dir], WAIT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("already using") && stderr.contains(&first.pid().to_string()),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn listen_takes_a_bare_port_and_names_a_bad_address() {
+    let out = run_to_exit(&["--no-tui", "--listen", "lines:/0.0.0.0:1"], WAIT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("needs //"), "{stderr}");
+    let out = run_to_exit(&["--no-tui", "--listen", "70000"], WAIT);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("out of range"));
+    let mut c = Console::start(&["--listen", ":0"]);
+    let listening = c.events_of("listening").remove(0);
+    assert!(
+        listening["addr"].as_str().unwrap().starts_with("0.0.0.0:"),
+        "{listening}"
+    );
 }

@@ -73,6 +73,8 @@ pub(crate) struct Shared {
     fd_limit: usize,
     /// Connections at once: `--max-connections`, or fewer if descriptors are short.
     pub max_connections: usize,
+    /// The received folder's lock, held as long as the engine lives.
+    _dir_lock: std::fs::File,
 }
 
 impl Shared {
@@ -120,6 +122,8 @@ impl Shared {
 pub struct Engine {
     settings: Settings,
     listeners: Vec<(TcpListener, ListenProtocol)>,
+    /// Held while the console runs: one console per received folder.
+    _lock: std::fs::File,
 }
 
 /// A running engine, as a front end sees it.
@@ -172,11 +176,16 @@ impl Engine {
     /// before anything runs.
     pub async fn bind(settings: Settings) -> Result<Engine, StartError> {
         check_writable(&settings.dir)?;
+        let lock = lock_dir(&settings.dir)?;
         let mut listeners = Vec::new();
         for spec in &settings.listen {
             listeners.push((bind_one(spec).await?, spec.protocol));
         }
-        Ok(Engine { settings, listeners })
+        Ok(Engine {
+            settings,
+            listeners,
+            _lock: lock,
+        })
     }
 
     pub fn settings(&self) -> &Settings {
@@ -222,6 +231,7 @@ impl Engine {
             connections: limit.clone(),
             fd_limit,
             max_connections,
+            _dir_lock: self._lock,
         });
         let listeners = self.listeners;
         let task = tokio::spawn(async move {
@@ -287,6 +297,45 @@ fn check_writable(dir: &Path) -> Result<(), StartError> {
         .open(dir.join(journal::MANIFEST))
         .map_err(fail)?;
     Ok(())
+}
+
+/// The lock file in the received folder: two consoles on one folder would
+/// interleave their journals and race for the same `.part` files.
+const LOCK_FILE: &str = ".benchlink.lock";
+
+fn lock_dir(dir: &Path) -> Result<std::fs::File, StartError> {
+    use std::io::{Read, Seek, Write};
+    use std::os::fd::AsRawFd;
+    let path = dir.join(LOCK_FILE);
+    let fail = |e: std::io::Error| StartError(format!("cannot create {}: {e}", path.display()));
+    let mut file = safe_fs::open(
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false),
+        &path,
+    )
+    .map_err(fail)?;
+    // SAFETY: flock on a descriptor this function owns.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let mut holder = String::new();
+        let _ = file.read_to_string(&mut holder);
+        let pid = holder.trim();
+        let who = if pid.is_empty() {
+            String::new()
+        } else {
+            format!(" (pid {pid})")
+        };
+        return Err(StartError(format!(
+            "another benchlink{who} is already using {}; stop it, or give this one another folder with --dir DIR",
+            dir.display()
+        )));
+    }
+    let _ = file.set_len(0);
+    let _ = file.rewind();
+    let _ = writeln!(file, "{}", std::process::id());
+    Ok(file)
 }
 
 async fn bind_one(spec: &ListenSpec) -> Result<TcpListener, StartError> {

@@ -123,7 +123,8 @@ impl Theme {
                 .map_err(|e| ConfigError(format!("cannot read theme {}: {e}", path.display())))?;
             return Self::parse(&text, &path.display().to_string(), Some(&default));
         }
-        match BUILT_IN.iter().find(|(n, _)| *n == name) {
+        // Built-in names are case-insensitive (`--theme Light`).
+        match BUILT_IN.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
             Some((n, text)) => Self::parse(text, &format!("themes/{n}.toml"), None),
             None => Err(ConfigError(format!(
                 "no theme called {name:?}; built in: {}{}",
