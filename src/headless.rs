@@ -283,6 +283,7 @@ mod tests {
                 device: "cam".into(),
                 direction: Direction::In,
                 text: hostile.into(),
+                raw: None,
             },
             EventKind::FileFailed {
                 conn: 1,
@@ -309,6 +310,7 @@ mod tests {
             device: "cam".into(),
             direction: Direction::Out,
             text: "a\u{1b}b".into(),
+            raw: None,
         }));
         let v: serde_json::Value = serde_json::from_str(&line).expect("valid json");
         assert_eq!(v["event"], "text");

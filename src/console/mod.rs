@@ -33,8 +33,22 @@ pub enum Request {
     Macro(String),
     /// `/sleep DURATION`: a pause between the lines of a macro.
     Sleep(std::time::Duration),
+    /// `/find TEXT`: find lines in the conversation (full-screen console).
+    Find(String),
+    /// `/filter TEXT` shows only matching lines; `/filter` alone shows all.
+    Filter(Option<String>),
+    /// `/view text|hex`: how the conversation is shown (full-screen console).
+    View(ViewMode),
     /// An empty line: nothing to do.
     Nothing,
+}
+
+/// How the conversation pane shows a device's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ViewMode {
+    #[default]
+    Text,
+    Hex,
 }
 
 /// Shortest `/every` period.
@@ -69,6 +83,17 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ),
     ("/macro", "NAME", "run a macro from config.toml"),
     ("/sleep", "TIME", "wait between the lines of a macro"),
+    (
+        "/find",
+        "TEXT",
+        "find TEXT in the conversation (Ctrl-F; Ctrl-N/Ctrl-P move, Esc ends)",
+    ),
+    ("/filter", "[TEXT]", "show only lines with TEXT; alone: show all"),
+    (
+        "/view",
+        "text|hex",
+        "the conversation as text or as a hex dump (F4)",
+    ),
     ("/help", "", "show this help"),
     ("/quit", "", "stop the console"),
 ];
@@ -130,6 +155,13 @@ pub fn parse(line: &str) -> Result<Request, String> {
         }
         "every" => parse_every(rest),
         "macro" => needs("NAME").map(Request::Macro),
+        "find" => needs("TEXT").map(Request::Find),
+        "filter" => Ok(Request::Filter((!rest.is_empty()).then(|| rest.to_string()))),
+        "view" => match rest.to_ascii_lowercase().as_str() {
+            "text" => Ok(Request::View(ViewMode::Text)),
+            "hex" => Ok(Request::View(ViewMode::Hex)),
+            _ => Err("/view takes text or hex".into()),
+        },
         "sleep" => crate::cli::parse_duration_arg(&needs("DURATION")?).map(Request::Sleep),
         "quit" | "q" | "exit" => Ok(Request::Quit),
         _ => Err(format!(

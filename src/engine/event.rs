@@ -78,6 +78,10 @@ pub enum EventKind {
         device: String,
         direction: Direction,
         text: String,
+        /// The bytes as they were on the wire (for a hex view); `text` is
+        /// what they read as. Not in the JSON output, which has `text`.
+        #[serde(skip)]
+        raw: Option<bytes::Bytes>,
     },
     FileStarted {
         conn: ConnId,

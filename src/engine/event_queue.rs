@@ -64,7 +64,9 @@ pub fn channel(cap: usize) -> (EventSender, EventReceiver) {
 fn cost(kind: &EventKind) -> usize {
     const BASE: usize = 160;
     BASE + match kind {
-        EventKind::Text { device, text, .. } => device.len() + text.len(),
+        EventKind::Text {
+            device, text, raw, ..
+        } => device.len() + text.len() + raw.as_ref().map_or(0, |r| r.len()),
         EventKind::Reply {
             command,
             text,
@@ -165,6 +167,7 @@ mod tests {
             device: "cam".into(),
             direction: Direction::In,
             text: "x".repeat(n),
+            raw: None,
         })
     }
 

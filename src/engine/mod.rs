@@ -773,6 +773,10 @@ impl CommandHandler {
                     }
                 }
             }
+            Request::Find(_) | Request::Filter(_) | Request::View(_) => {
+                let said = "/find, /filter and /view change the full-screen console's conversation pane; headless output has every line (use grep)".to_string();
+                self.reply(&command, false, said, None).await;
+            }
             Request::Sleep(_) => {
                 let said =
                     "/sleep pauses between the lines of a macro; typed alone it does nothing".to_string();

@@ -92,6 +92,7 @@ pub(super) async fn run(
         cf_file: CfFile::None,
         last_heard: Instant::now(),
         eol: None,
+        wire_in: BytesMut::new(),
     };
     let end = session.serve(listen).await;
     // Boxed: rare, large futures must not size every idle connection's task.
@@ -247,7 +248,13 @@ struct Session {
     last_heard: Instant,
     /// The operator's `/eol` for this device, over `--line-ending`.
     eol: Option<LineEnding>,
+    /// Text bytes as read (terminators included), handed to front ends with the
+    /// next text event for a hex view; bounded by [`WIRE_KEPT`].
+    wire_in: BytesMut,
 }
+
+/// Bytes of raw text kept for the next text event.
+const WIRE_KEPT: usize = 64 * 1024;
 
 impl Session {
     async fn serve(&mut self, listen: ListenProtocol) -> End {
@@ -435,6 +442,10 @@ impl Session {
             return self.on_frames().await;
         }
         let data = self.buf.split().freeze();
+        if matches!(self.cf_file, CfFile::None) && self.wire_in.len() < WIRE_KEPT {
+            let room = WIRE_KEPT - self.wire_in.len();
+            self.wire_in.extend_from_slice(&data[..data.len().min(room)]);
+        }
         if matches!(self.cf_file, CfFile::None) {
             // Idle devices keep no read buffer: 10,000 of them must fit in little memory.
             self.buf = BytesMut::new();
@@ -944,10 +955,16 @@ impl Session {
     }
 
     async fn text_in(&mut self, bytes: &[u8]) {
-        self.text(Direction::In, from_device(bytes)).await;
+        // The bytes as read since the last text (its line ending included).
+        let raw = (!self.wire_in.is_empty()).then(|| self.wire_in.split().freeze());
+        self.text_with_raw(Direction::In, from_device(bytes), raw).await;
     }
 
     async fn text(&mut self, direction: Direction, text: String) {
+        self.text_with_raw(direction, text, None).await;
+    }
+
+    pub(super) async fn text_with_raw(&mut self, direction: Direction, text: String, raw: Option<Bytes>) {
         self.shared
             .journal
             .conversation(&self.device, direction, &text)
@@ -958,6 +975,7 @@ impl Session {
                 device: self.device.clone(),
                 direction,
                 text,
+                raw,
             })
             .await;
     }

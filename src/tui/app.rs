@@ -63,6 +63,39 @@ pub enum Action {
     Quit,
 }
 
+/// The last [`RAW_KEPT`] bytes a device sent, with the offset of the first one
+/// kept, so the hex view shows true offsets into the device's stream.
+#[derive(Debug, Clone, Default)]
+pub struct RawBytes {
+    pub bytes: VecDeque<u8>,
+    /// Stream offset of `bytes[0]`.
+    pub first: u64,
+}
+
+/// Bytes kept per device for the hex view.
+pub const RAW_KEPT: usize = 256 * 1024;
+
+impl RawBytes {
+    pub fn push(&mut self, data: &[u8]) {
+        self.bytes.extend(data);
+        let over = self.bytes.len().saturating_sub(RAW_KEPT);
+        if over > 0 {
+            // Whole rows of 16 go, so offsets stay aligned.
+            let drop = over.div_ceil(16) * 16;
+            let drop = drop.min(self.bytes.len());
+            self.bytes.drain(..drop);
+            self.first += drop as u64;
+        }
+    }
+}
+
+/// The text being found and the match shown (an index into the visible conversation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Find {
+    pub needle: String,
+    pub current: Option<usize>,
+}
+
 /// How long a reply stays under the prompt.
 const NOTICE_SECS: i64 = 10;
 
@@ -218,6 +251,20 @@ pub struct App {
     pub show_all: bool,
     /// Entries scrolled back from the tail; 0 follows the tail.
     pub scroll: usize,
+    /// Long lines wrap (with a hanging indent); off, Left/Right scroll sideways.
+    pub wrap: bool,
+    /// Characters scrolled sideways when not wrapping.
+    pub hscroll: usize,
+    /// Timestamps with milliseconds.
+    pub millis: bool,
+    /// `/find`: the text and the entry (index in the visible conversation) shown.
+    pub find: Option<Find>,
+    /// `/filter`: only entries containing this text are shown.
+    pub filter: Option<String>,
+    /// `/view text|hex` (F4).
+    pub view: crate::console::ViewMode,
+    /// The last bytes each device sent, for the hex view.
+    pub raw_in: HashMap<ConnId, RawBytes>,
     pub transfers: Vec<TransferRow>,
     pub received: VecDeque<ReceivedRow>,
     pub received_selected: usize,
@@ -248,6 +295,13 @@ impl App {
     pub fn new(now: DateTime<Local>) -> Self {
         Self {
             now,
+            raw_in: HashMap::new(),
+            wrap: true,
+            hscroll: 0,
+            millis: false,
+            find: None,
+            filter: None,
+            view: crate::console::ViewMode::Text,
             notice_seen: None,
             macro_keys: Vec::new(),
             listeners: Vec::new(),
@@ -413,7 +467,11 @@ impl App {
                 device,
                 direction,
                 text,
+                raw,
             } => {
+                if let (Direction::In, Some(raw)) = (direction, raw) {
+                    self.raw_in.entry(conn).or_default().push(&raw);
+                }
                 let kind = match direction {
                     Direction::In => EntryKind::In,
                     Direction::Out => EntryKind::Out,
@@ -730,6 +788,15 @@ impl App {
             }
             return vec![Action::Quit];
         }
+        if ctrl && key.code == KeyCode::Char('f') {
+            self.focus = Focus::Prompt;
+            self.input = Input::new("/find ".into());
+            return Vec::new();
+        }
+        if ctrl && self.find.is_some() && matches!(key.code, KeyCode::Char('n') | KeyCode::Char('p')) {
+            self.find_step(key.code == KeyCode::Char('n'));
+            return Vec::new();
+        }
         if self.confirm_quit && key.code == KeyCode::Esc {
             self.confirm_quit = false;
             self.notice = None;
@@ -793,9 +860,21 @@ impl App {
                 });
                 return Vec::new();
             }
+            KeyCode::Esc if self.find.is_some() => {
+                self.find = None;
+                self.scroll = 0;
+                return Vec::new();
+            }
             KeyCode::Esc => {
                 self.focus = Focus::Prompt;
                 self.notice = None;
+                return Vec::new();
+            }
+            KeyCode::F(4) => {
+                self.view = match self.view {
+                    crate::console::ViewMode::Text => crate::console::ViewMode::Hex,
+                    crate::console::ViewMode::Hex => crate::console::ViewMode::Text,
+                };
                 return Vec::new();
             }
             KeyCode::PageUp => {
@@ -829,6 +908,13 @@ impl App {
                         self.show_all = !self.show_all;
                         self.scroll = 0;
                     }
+                    KeyCode::Char('w') => {
+                        self.wrap = !self.wrap;
+                        self.hscroll = 0;
+                    }
+                    KeyCode::Char('t') => self.millis = !self.millis,
+                    KeyCode::Left if !self.wrap => self.hscroll = self.hscroll.saturating_sub(8),
+                    KeyCode::Right if !self.wrap => self.hscroll += 8,
                     _ => return self.type_into_prompt(key),
                 }
                 Vec::new()
@@ -845,6 +931,50 @@ impl App {
             return self.prompt_key(key);
         }
         Vec::new()
+    }
+
+    /// Moves to the next match of `/find`: `older` goes up the history (the first
+    /// search starts at the newest line), otherwise down toward the newest.
+    fn find_step(&mut self, older: bool) {
+        let Some(find) = &self.find else {
+            return;
+        };
+        let needle = find.needle.clone();
+        let current = find.current;
+        let Some(entries) = self.visible_conversation() else {
+            return;
+        };
+        let filter = self.filter.clone();
+        let hit = |i: &usize| {
+            let text = &entries[*i].text;
+            crate::tui::find::contains(text, &needle)
+                && filter
+                    .as_ref()
+                    .is_none_or(|f| crate::tui::find::contains(text, f))
+        };
+        let found = if older {
+            let below = current.unwrap_or(entries.len());
+            (0..below).rev().find(hit)
+        } else {
+            let above = current.map_or(entries.len(), |c| c + 1);
+            (above..entries.len()).find(hit)
+        };
+        match found {
+            Some(i) => {
+                if let Some(f) = &mut self.find {
+                    f.current = Some(i);
+                }
+                self.notice = None;
+            }
+            None => {
+                let text = if current.is_some() {
+                    format!("no more matches for {needle:?} that way; Ctrl-N older, Ctrl-P newer, Esc ends")
+                } else {
+                    format!("{needle:?} is not in this conversation")
+                };
+                self.notice = Some(Notice { ok: false, text });
+            }
+        }
     }
 
     fn scroll_conversation(&mut self, lines: isize) {
@@ -949,9 +1079,36 @@ impl App {
                     }
                 }
                 self.scroll = 0;
-                if matches!(crate::console::parse(&line), Ok(crate::console::Request::Help)) {
-                    self.show_help = true;
-                    return Vec::new();
+                match crate::console::parse(&line) {
+                    Ok(crate::console::Request::Help) => {
+                        self.show_help = true;
+                        return Vec::new();
+                    }
+                    // The pane's own commands: handled here, not by the engine.
+                    Ok(crate::console::Request::Find(needle)) => {
+                        self.find = Some(Find {
+                            needle,
+                            current: None,
+                        });
+                        self.find_step(true);
+                        return Vec::new();
+                    }
+                    Ok(crate::console::Request::Filter(filter)) => {
+                        self.notice = Some(Notice {
+                            ok: true,
+                            text: match &filter {
+                                Some(f) => format!("showing only lines with {f:?}; /filter alone shows all"),
+                                None => "showing every line".into(),
+                            },
+                        });
+                        self.filter = filter;
+                        return Vec::new();
+                    }
+                    Ok(crate::console::Request::View(mode)) => {
+                        self.view = mode;
+                        return Vec::new();
+                    }
+                    _ => {}
                 }
                 vec![Action::Engine(Command::Line(line))]
             }

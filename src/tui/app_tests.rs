@@ -53,6 +53,7 @@ fn text(app: &mut App, secs: i64, conn: ConnId, name: &str, direction: Direction
             device: name.into(),
             direction,
             text: text.into(),
+            raw: Some(bytes::Bytes::copy_from_slice(text.as_bytes())),
         },
     ));
 }
@@ -744,7 +745,7 @@ fn tab_completes_commands() {
     assert_eq!(app.input.value(), "/");
     assert_eq!(
         app.notice.as_ref().unwrap().text,
-        "/to  /all  /list  /kick  /hex  /raw  /eol  /every  /macro  /sleep  /help  /quit"
+        "/to  /all  /list  /kick  /hex  /raw  /eol  /every  /macro  /sleep  /find  /filter  /view  /help  /quit"
     );
     // Plain text is not completed.
     app.input = Input::new("hello".into());
@@ -1340,4 +1341,108 @@ fn one_file_ending_leaves_the_connections_other_transfers() {
     ));
     assert_eq!(app.transfers.len(), 1);
     assert!(app.transfer_in_flight());
+}
+
+#[test]
+fn find_goes_from_the_newest_match_to_older_and_back_and_esc_ends_it() {
+    let mut app = three_devices();
+    for i in 0..20 {
+        let line = if i % 5 == 0 {
+            format!("ERROR sensor {i}")
+        } else {
+            format!("ok {i}")
+        };
+        text(&mut app, 10 + i, 1, "cam-1", Direction::In, &line);
+    }
+    let before = app.visible_conversation().unwrap().len();
+    type_str(&mut app, "/find error");
+    key(&mut app, KeyCode::Enter);
+    let at = |app: &App| {
+        let i = app.find.as_ref().and_then(|f| f.current).expect("a match");
+        app.visible_conversation().unwrap()[i].text.clone()
+    };
+    assert_eq!(at(&app), "ERROR sensor 15");
+    ctrl(&mut app, 'n');
+    assert_eq!(at(&app), "ERROR sensor 10");
+    ctrl(&mut app, 'n');
+    ctrl(&mut app, 'n');
+    assert_eq!(at(&app), "ERROR sensor 0");
+    ctrl(&mut app, 'n');
+    assert_eq!(at(&app), "ERROR sensor 0", "no older match: it stays");
+    assert!(app.notice.as_ref().unwrap().text.contains("no more matches"));
+    ctrl(&mut app, 'p');
+    assert_eq!(at(&app), "ERROR sensor 5");
+    // Typing still reaches the prompt while finding.
+    type_str(&mut app, "abc");
+    assert_eq!(app.input.value(), "abc");
+    assert!(app.find.is_some());
+    key(&mut app, KeyCode::Esc);
+    assert!(app.find.is_none());
+    assert_eq!(app.visible_conversation().unwrap().len(), before);
+    // Ctrl-F opens the same prompt.
+    app.input = Input::new(String::new());
+    ctrl(&mut app, 'f');
+    assert_eq!(app.input.value(), "/find ");
+}
+
+#[test]
+fn filter_view_wrap_and_millis_are_the_panes_own() {
+    let mut app = three_devices();
+    type_str(&mut app, "/filter temp");
+    assert!(key(&mut app, KeyCode::Enter).is_empty(), "not sent to the engine");
+    assert_eq!(app.filter.as_deref(), Some("temp"));
+    type_str(&mut app, "/filter");
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(app.filter, None);
+    key(&mut app, KeyCode::F(4));
+    assert_eq!(app.view, crate::console::ViewMode::Hex);
+    type_str(&mut app, "/view text");
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(app.view, crate::console::ViewMode::Text);
+    app.focus = Focus::Conversation;
+    assert!(app.wrap);
+    key(&mut app, KeyCode::Char('w'));
+    assert!(!app.wrap);
+    key(&mut app, KeyCode::Right);
+    assert_eq!(app.hscroll, 8);
+    key(&mut app, KeyCode::Char('t'));
+    assert!(app.millis);
+}
+
+#[test]
+fn no_pop_up_eats_a_key() {
+    // Every pop-up, a printable key and Enter: the key lands as if it were not there.
+    for open in ["help", "overlay", "preview"] {
+        let mut app = three_devices();
+        let set = |app: &mut App| match open {
+            "help" => app.show_help = true,
+            "overlay" => app.overlay = Some(("/list".into(), "a\nb".into())),
+            _ => {
+                app.preview = Some(Preview {
+                    path: "/x".into(),
+                    content: PreviewContent::Loading,
+                })
+            }
+        };
+        set(&mut app);
+        type_str(&mut app, "/to cam-2");
+        assert!(
+            !app.show_help && app.overlay.is_none() && app.preview.is_none(),
+            "{open}"
+        );
+        assert_eq!(app.input.value(), "/to cam-2", "{open}");
+        set(&mut app);
+        let actions = key(&mut app, KeyCode::Enter);
+        assert_eq!(
+            actions,
+            vec![Action::Engine(Command::Line("/to cam-2".into()))],
+            "{open}: Enter closes the pop-up and runs the line"
+        );
+        // Esc only closes.
+        set(&mut app);
+        type_str(&mut app, "x");
+        set(&mut app);
+        assert!(key(&mut app, KeyCode::Esc).is_empty());
+        assert_eq!(app.input.value(), "x", "{open}");
+    }
 }

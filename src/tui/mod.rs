@@ -2,6 +2,7 @@
 //! command-language lines, exactly like `--no-tui`: no second engine, no second parser.
 
 pub mod app;
+pub mod find;
 pub mod layout;
 pub mod render;
 pub mod theme;

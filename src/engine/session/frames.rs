@@ -309,7 +309,9 @@ impl Session {
         match message {
             Message::Text(text) => {
                 for piece in crate::text::pieces(&text, self.shared.settings.max_line) {
-                    self.text(Direction::In, piece.to_string()).await;
+                    let raw = bytes::Bytes::copy_from_slice(piece.as_bytes());
+                    self.text_with_raw(Direction::In, piece.to_string(), Some(raw))
+                        .await;
                 }
             }
             Message::FileBegin {

@@ -6,9 +6,14 @@ use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
-use super::{fit, pane_block};
+use std::collections::VecDeque;
+
+use ratatui::style::{Modifier, Style};
+
+use super::{hex, pane_block};
 use crate::text::for_terminal;
 use crate::tui::app::{App, Entry, EntryKind, Focus};
+use crate::tui::find;
 use crate::tui::theme::Theme;
 
 pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
@@ -23,11 +28,23 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             |d| for_terminal(&d.name).into_owned(),
         )
     };
-    let scrolled = if app.scroll > 0 {
+    let mut scrolled = if app.scroll > 0 {
         format!(" ↑{} (End follows) ", app.scroll)
     } else {
         String::new()
     };
+    if app.view == crate::console::ViewMode::Hex {
+        scrolled.push_str("· hex (F4 text) ");
+    }
+    if let Some(f) = &app.filter {
+        scrolled.push_str(&format!("· filter {:?} ", for_terminal(f)));
+    }
+    if let Some(f) = &app.find {
+        scrolled.push_str(&format!("· find {:?} (Ctrl-N/P, Esc) ", for_terminal(&f.needle)));
+    }
+    if !app.wrap {
+        scrolled.push_str("· no wrap (w) ");
+    }
     let (inner, bordered) = if area.height >= 3 && area.width >= 10 {
         let block = pane_block(
             format!(" Conversation · {whose} {scrolled}"),
@@ -51,21 +68,73 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         }
         return;
     };
-    // Only the rows that fit are built, however long the history.
-    let height = inner.height as usize;
-    let end = entries.len().saturating_sub(app.scroll);
-    let start = end.saturating_sub(height);
-    let width = inner.width as usize;
-    let lines: Vec<Line> = entries
-        .range(start..end)
-        .map(|e| line(e, app.show_all, width, theme))
-        .collect();
-    frame.render_widget(Paragraph::new(lines), inner);
+    if app.view == crate::console::ViewMode::Hex {
+        let shown = hex::render_rows(app, inner.height as usize, inner.width as usize, theme);
+        frame.render_widget(Paragraph::new(shown), inner);
+        return;
+    }
+    let rows = visible_rows(app, entries, inner.height as usize, inner.width as usize, theme);
+    frame.render_widget(Paragraph::new(rows), inner);
 }
 
-fn line<'a>(e: &Entry, show_device: bool, width: usize, theme: &Theme) -> Line<'a> {
-    let ts = e.ts.format("%H:%M:%S ").to_string();
+/// The rows that fit, newest at the bottom: only the entries that show are
+/// wrapped and styled, so 100,000 lines of history cost no more than a screen.
+fn visible_rows<'a>(
+    app: &App,
+    entries: &VecDeque<Entry>,
+    height: usize,
+    width: usize,
+    theme: &Theme,
+) -> Vec<Line<'a>> {
+    if height == 0 {
+        return Vec::new();
+    }
+    let needle = app.find.as_ref().map(|f| f.needle.as_str());
+    let keep = |e: &Entry| app.filter.as_ref().is_none_or(|f| find::contains(&e.text, f));
+    // The newest entry shown: with a match to show, the one that puts it in the
+    // middle of the pane; else the tail, minus the entries scrolled back.
+    let (end, skip) = match app.find.as_ref().and_then(|f| f.current) {
+        Some(current) => ((current + 1 + height / 2).min(entries.len()), 0),
+        None => (entries.len(), app.scroll),
+    };
+    let mut rows: Vec<Line> = Vec::new();
+    for (index, e) in entries
+        .range(..end)
+        .enumerate()
+        .rev()
+        .filter(|(_, e)| keep(e))
+        .skip(skip)
+    {
+        let current = app.find.as_ref().and_then(|f| f.current) == Some(index);
+        let mut lines = entry_rows(e, app, width, needle, current, theme);
+        lines.reverse();
+        rows.extend(lines);
+        if rows.len() >= height {
+            break;
+        }
+    }
+    rows.truncate(height);
+    rows.reverse();
+    rows
+}
+
+/// One entry as rows: time and marker, then the text, wrapped under itself (a
+/// hanging indent) or cut, with `/find` matches highlighted.
+fn entry_rows<'a>(
+    e: &Entry,
+    app: &App,
+    width: usize,
+    needle: Option<&str>,
+    current: bool,
+    theme: &Theme,
+) -> Vec<Line<'a>> {
+    let ts = if app.millis {
+        e.ts.format("%H:%M:%S%.3f ").to_string()
+    } else {
+        e.ts.format("%H:%M:%S ").to_string()
+    };
     let device = for_terminal(&e.device);
+    let show_device = app.show_all;
     let (marker, style) = match e.kind {
         EntryKind::In if show_device => (format!("{device}: "), theme.fg(theme.incoming)),
         EntryKind::In => ("◂ ".to_string(), theme.fg(theme.incoming)),
@@ -76,10 +145,63 @@ fn line<'a>(e: &Entry, show_device: bool, width: usize, theme: &Theme) -> Line<'
         EntryKind::Error if show_device => (format!("! {device}: "), theme.fg(theme.error)),
         EntryKind::Error => ("! ".to_string(), theme.fg(theme.error)),
     };
-    let room = width.saturating_sub(ts.chars().count() + marker.chars().count());
-    Line::from(vec![
-        Span::styled(ts, theme.muted()),
-        Span::styled(marker, style),
-        Span::styled(fit(&for_terminal(&e.text), room), style),
-    ])
+    let indent = ts.chars().count() + marker.chars().count();
+    let text: Vec<char> = for_terminal(&e.text).chars().collect();
+    let matches = needle.map_or_else(Vec::new, |n| find::match_ranges(&text, n));
+    let highlight = if current {
+        theme.selection()
+    } else {
+        theme.fg(theme.system).add_modifier(Modifier::REVERSED)
+    };
+    let room = width.saturating_sub(indent).max(1);
+    let chunks: Vec<(usize, usize)> = if app.wrap {
+        (0..text.len().max(1))
+            .step_by(room)
+            .map(|a| (a, (a + room).min(text.len())))
+            .collect()
+    } else {
+        let a = app.hscroll.min(text.len());
+        vec![(a, (a + room).min(text.len()))]
+    };
+    chunks
+        .into_iter()
+        .enumerate()
+        .map(|(i, (a, b))| {
+            let mut spans = if i == 0 {
+                vec![
+                    Span::styled(ts.clone(), theme.muted()),
+                    Span::styled(marker.clone(), style),
+                ]
+            } else {
+                vec![Span::raw(" ".repeat(indent))]
+            };
+            spans.extend(styled(&text, a, b, &matches, style, highlight));
+            Line::from(spans)
+        })
+        .collect()
+}
+
+/// `text[a..b]` as spans, the parts inside a match in `highlight`.
+fn styled<'a>(
+    text: &[char],
+    a: usize,
+    b: usize,
+    matches: &[(usize, usize)],
+    style: Style,
+    highlight: Style,
+) -> Vec<Span<'a>> {
+    let mut spans = Vec::new();
+    let mut at = a;
+    for &(m0, m1) in matches.iter().filter(|(m0, m1)| *m1 > a && *m0 < b) {
+        let (m0, m1) = (m0.max(a), m1.min(b));
+        if m0 > at {
+            spans.push(Span::styled(text[at..m0].iter().collect::<String>(), style));
+        }
+        spans.push(Span::styled(text[m0..m1].iter().collect::<String>(), highlight));
+        at = m1;
+    }
+    if at < b {
+        spans.push(Span::styled(text[at..b].iter().collect::<String>(), style));
+    }
+    spans
 }

@@ -5,6 +5,7 @@ mod connections;
 mod conversation;
 mod header;
 mod help;
+mod hex;
 mod log;
 mod overlay;
 mod prompt;

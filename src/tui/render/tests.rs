@@ -48,6 +48,7 @@ fn said(conn: ConnId, device: &str, direction: Direction, text: &str) -> EventKi
         device: device.into(),
         direction,
         text: text.into(),
+        raw: Some(bytes::Bytes::copy_from_slice(text.as_bytes())),
     }
 }
 
@@ -799,4 +800,66 @@ fn the_all_view_names_the_device_of_an_error() {
         .find(|l| l.contains("log-2026-11-26.csv failed"))
         .unwrap();
     assert!(line.contains("sensor-03"), "{line}");
+}
+
+/// One lines device with a long line, binary bytes and lines to find.
+fn reading_console() -> App {
+    let mut app = App::new(at(0));
+    app.on_event(ev(1, connected(1, "uart0", "10.0.0.9:4000", "lines")));
+    app.on_event(ev(2, said(1, "uart0", Direction::In, "boot ok")));
+    for i in 0..6 {
+        app.on_event(ev(
+            3 + i,
+            said(1, "uart0", Direction::In, &format!("temp {i} ok")),
+        ));
+    }
+    app.on_event(ev(10, said(1, "uart0", Direction::In, "\u{1}\u{2}ID\u{7f}")));
+    let long = format!("ERROR: sensor calibration failed: {} END", "x".repeat(240));
+    app.on_event(ev(11, said(1, "uart0", Direction::In, &long)));
+    app.tick(at(13));
+    app
+}
+
+#[test]
+fn long_lines_wrap_under_their_text_and_the_end_is_visible() {
+    let app = reading_console();
+    for (w, h) in [(80, 24), (140, 45)] {
+        let text = snapshot_at("wrapped", &app, w, h);
+        assert!(
+            text.contains("x END"),
+            "{w}x{h}: the end of a 280-character line shows"
+        );
+    }
+}
+
+#[test]
+fn find_shows_the_match_highlighted_in_the_middle() {
+    let mut app = reading_console();
+    app.find = Some(crate::tui::app::Find {
+        needle: "calibration".into(),
+        current: Some(9),
+    });
+    let terminal = render(&app, 80, 24, &Theme::default_theme());
+    let buffer = terminal.backend().buffer();
+    let text = snapshot_at("find", &app, 80, 24);
+    assert!(text.contains("find \"calibration\""));
+    // The match is drawn in the selection style.
+    let row = (0..24u16)
+        .find(|&y| area_text(buffer, Rect::new(0, y, 80, 1)).contains("sensor calibration"))
+        .expect("the match is on screen");
+    let x = (0..80u16)
+        .find(|&x| buffer[(x, row)].symbol() == "c" && buffer[(x + 1, row)].symbol() == "a")
+        .expect("match start");
+    assert_eq!(buffer[(x, row)].style().bg, Theme::default_theme().selection().bg);
+    snapshot_at("find", &app, 140, 45);
+}
+
+#[test]
+fn hex_view_shows_the_bytes_as_received() {
+    let mut app = reading_console();
+    app.view = crate::console::ViewMode::Hex;
+    snapshot_at("hex_view", &app, 80, 24);
+    let text = snapshot_at("hex_view", &app, 140, 45);
+    assert!(text.contains("6f 6b 01 02 49"), "{text}");
+    assert!(text.contains("ok..I"), "{text}");
 }
