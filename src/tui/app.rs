@@ -60,6 +60,9 @@ pub enum Action {
     Engine(Command),
     /// Show this received file (image or hex) in the preview overlay.
     Preview(String),
+    /// Put this text on the operator's clipboard (OSC 52: works over SSH and in
+    /// tmux with `set-clipboard on`).
+    Copy(String),
     Quit,
 }
 
@@ -913,6 +916,26 @@ impl App {
                         self.hscroll = 0;
                     }
                     KeyCode::Char('t') => self.millis = !self.millis,
+                    KeyCode::Char('y') => {
+                        // The line found, else the newest line shown.
+                        let entries = self.visible_conversation();
+                        let index = self
+                            .find
+                            .as_ref()
+                            .and_then(|f| f.current)
+                            .or_else(|| entries.and_then(|e| e.len().checked_sub(1 + self.scroll)));
+                        if let Some(text) = entries
+                            .zip(index)
+                            .and_then(|(e, i)| e.get(i))
+                            .map(|e| e.text.clone())
+                        {
+                            self.notice = Some(Notice {
+                                ok: true,
+                                text: "copied the line to the clipboard".into(),
+                            });
+                            return vec![Action::Copy(text)];
+                        }
+                    }
                     KeyCode::Left if !self.wrap => self.hscroll = self.hscroll.saturating_sub(8),
                     KeyCode::Right if !self.wrap => self.hscroll += 8,
                     _ => return self.type_into_prompt(key),
@@ -1043,6 +1066,19 @@ impl App {
                 }
             }
             KeyCode::Char('y') => {
+                if let Some(path) = self
+                    .received
+                    .get(self.received_selected)
+                    .and_then(|r| r.path.clone())
+                {
+                    self.notice = Some(Notice {
+                        ok: true,
+                        text: format!("copied {path} to the clipboard (i puts it in the prompt)"),
+                    });
+                    return vec![Action::Copy(path)];
+                }
+            }
+            KeyCode::Char('i') => {
                 if let Some(path) = self
                     .received
                     .get(self.received_selected)

@@ -956,12 +956,19 @@ fn enter_on_a_received_row_opens_a_preview() {
 }
 
 #[test]
-fn y_copies_the_path_into_the_prompt() {
+fn y_copies_the_path_to_the_clipboard_and_i_puts_it_in_the_prompt() {
     let mut app = with_received();
     type_str(&mut app, "send");
     app.focus = Focus::Received;
     app.received_selected = 2;
-    key(&mut app, KeyCode::Char('y'));
+    let actions = key(&mut app, KeyCode::Char('y'));
+    assert_eq!(
+        actions,
+        vec![Action::Copy("/home/lab/received/cam-1/old.jpg".into())]
+    );
+    assert_eq!(app.input.value(), "send", "y never touches the prompt");
+    assert!(app.notice.as_ref().unwrap().text.contains("clipboard"));
+    key(&mut app, KeyCode::Char('i'));
     assert_eq!(app.input.value(), "send /home/lab/received/cam-1/old.jpg");
     assert_eq!(app.focus, Focus::Prompt);
     assert_eq!(
@@ -971,11 +978,11 @@ fn y_copies_the_path_into_the_prompt() {
             text: "/home/lab/received/cam-1/old.jpg".into()
         })
     );
-    // On a row without a path, `y` does nothing.
+    // On a row without a path, `i` does nothing.
     app.input.reset();
     app.focus = Focus::Received;
     app.received_selected = 0;
-    key(&mut app, KeyCode::Char('y'));
+    key(&mut app, KeyCode::Char('i'));
     assert_eq!(app.input.value(), "");
     assert_eq!(app.focus, Focus::Received);
 }

@@ -245,6 +245,14 @@ async fn event_loop(
                 Action::Engine(command) => {
                     let _ = handle.commands.send(command).await;
                 }
+                Action::Copy(text) => {
+                    use base64::Engine as _;
+                    let encoded = base64::engine::general_purpose::STANDARD.encode(text.as_bytes());
+                    // OSC 52: the terminal (or tmux, or the SSH client's terminal) sets
+                    // its clipboard; the text never passes through the screen.
+                    let _ = write!(io::stdout(), "\x1b]52;c;{encoded}\x07");
+                    let _ = io::stdout().flush();
+                }
                 Action::Preview(path) => {
                     let tx = preview_tx.clone();
                     tokio::task::spawn_blocking(move || {
