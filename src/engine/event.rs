@@ -126,6 +126,9 @@ pub enum EventKind {
         conn: ConnId,
         device: String,
         reason: String,
+        /// Final byte counts of the connection (exact, unlike the last `stats`).
+        bytes_in: u64,
+        bytes_out: u64,
     },
     Error {
         message: String,

@@ -120,6 +120,8 @@ impl Drop for Registration {
                 conn: self.conn,
                 device: self.device.clone(),
                 reason: "internal error in this connection's session".into(),
+                bytes_in: 0,
+                bytes_out: 0,
             }));
         }
     }
@@ -483,6 +485,8 @@ impl Session {
                     conn: self.conn,
                     device: self.device.clone(),
                     reason: "it speaks the native frame protocol: continues as a frames device".into(),
+                    bytes_in: self.stats.bytes_in.load(Ordering::Relaxed),
+                    bytes_out: self.stats.bytes_out.load(Ordering::Relaxed),
                 })
                 .await;
             self.announced = false;
@@ -999,6 +1003,8 @@ impl Session {
                     conn: self.conn,
                     device: self.device.clone(),
                     reason: end.reason(),
+                    bytes_in: self.stats.bytes_in.load(Ordering::Relaxed),
+                    bytes_out: self.stats.bytes_out.load(Ordering::Relaxed),
                 })
                 .await;
         }

@@ -63,6 +63,8 @@ pub enum Action {
     /// Put this text on the operator's clipboard (OSC 52: works over SSH and in
     /// tmux with `set-clipboard on`).
     Copy(String),
+    /// Ctrl-Z: give the terminal back and stop, until the shell's `fg`.
+    Suspend,
     Quit,
 }
 
@@ -585,9 +587,18 @@ impl App {
                     format!("{name} failed: {reason}"),
                 );
             }
-            EventKind::Disconnected { conn, device, reason } => {
+            EventKind::Disconnected {
+                conn,
+                device,
+                reason,
+                bytes_in,
+                bytes_out,
+            } => {
                 self.transfers.retain(|t| t.conn != conn);
                 if let Some(d) = self.device_mut(conn) {
+                    // Exact final counts: the last `stats` may be up to a second old.
+                    d.bytes_in = d.bytes_in.max(bytes_in);
+                    d.bytes_out = d.bytes_out.max(bytes_out);
                     d.gone_at = Some(ts);
                     d.state = DeviceState::Idle;
                     d.rate_in = 0;
@@ -790,6 +801,9 @@ impl App {
                 return Vec::new();
             }
             return vec![Action::Quit];
+        }
+        if ctrl && key.code == KeyCode::Char('z') {
+            return vec![Action::Suspend];
         }
         if ctrl && key.code == KeyCode::Char('f') {
             self.focus = Focus::Prompt;

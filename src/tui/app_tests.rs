@@ -235,6 +235,8 @@ fn a_new_device_replaces_a_gone_target() {
             conn: 1,
             device: "cam-1".into(),
             reason: "closed by peer".into(),
+            bytes_in: 0,
+            bytes_out: 0,
         },
     ));
     assert_eq!(app.selected, Some(1));
@@ -414,6 +416,8 @@ fn a_disconnected_device_is_greyed_then_forgotten_after_a_minute() {
             conn: 1,
             device: "cam-1".into(),
             reason: "reset by peer".into(),
+            bytes_in: 0,
+            bytes_out: 0,
         },
     ));
     let d = app.device(1).unwrap();
@@ -714,6 +718,8 @@ fn tab_completes_device_names_after_to() {
             conn: 2,
             device: "cam-2".into(),
             reason: "closed".into(),
+            bytes_in: 0,
+            bytes_out: 0,
         },
     ));
     app.input = Input::new("/kick cam".into());
@@ -1452,4 +1458,23 @@ fn no_pop_up_eats_a_key() {
         assert!(key(&mut app, KeyCode::Esc).is_empty());
         assert_eq!(app.input.value(), "x", "{open}");
     }
+}
+
+#[test]
+fn ctrl_z_suspends_and_a_gone_device_shows_its_exact_final_bytes() {
+    let mut app = three_devices();
+    assert_eq!(ctrl(&mut app, 'z'), vec![Action::Suspend]);
+    app.on_event(ev(
+        50,
+        EventKind::Disconnected {
+            conn: 1,
+            device: "cam-1".into(),
+            reason: "closed by the device".into(),
+            bytes_in: 200_000_123,
+            bytes_out: 77,
+        },
+    ));
+    app.tick(at(51));
+    let d = app.devices.iter().find(|d| d.conn == 1).unwrap();
+    assert_eq!((d.bytes_in, d.bytes_out, d.rate_in), (200_000_123, 77, 0));
 }

@@ -110,6 +110,32 @@ fn restore_terminal() {
 
 /// A panic anywhere (a background task included) restores the terminal first, then
 /// reports, then exits: a half-raw terminal over SSH is worse than a stopped console.
+/// Ctrl-Z as in any terminal program: the screen is given back, the process
+/// stops (SIGTSTP), and `fg` brings the full screen back as it was. The engine
+/// keeps its sockets; devices are served again when the console runs.
+#[cfg(unix)]
+fn suspend(terminal: &mut ratatui::DefaultTerminal) -> io::Result<()> {
+    let _ = execute!(io::stdout(), DisableMouseCapture, DisableBracketedPaste);
+    ratatui::restore();
+    // SAFETY: raising a signal at ourselves; the default action stops the process.
+    unsafe {
+        libc::raise(libc::SIGTSTP);
+    }
+    crossterm::terminal::enable_raw_mode()?;
+    execute!(
+        io::stdout(),
+        crossterm::terminal::EnterAlternateScreen,
+        EnableMouseCapture,
+        EnableBracketedPaste
+    )?;
+    terminal.clear()
+}
+
+#[cfg(not(unix))]
+fn suspend(_terminal: &mut ratatui::DefaultTerminal) -> io::Result<()> {
+    Ok(())
+}
+
 fn install_panic_hook() {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -244,6 +270,10 @@ async fn event_loop(
             match action {
                 Action::Engine(command) => {
                     let _ = handle.commands.send(command).await;
+                }
+                Action::Suspend => {
+                    suspend(terminal)?;
+                    dirty = true;
                 }
                 Action::Copy(text) => {
                     use base64::Engine as _;

@@ -145,6 +145,8 @@ fn busy_console() -> App {
                 conn: 2,
                 device: "sensor-03".into(),
                 reason: "reset by peer".into(),
+                bytes_in: 0,
+                bytes_out: 0,
             },
         ),
         (
