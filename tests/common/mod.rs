@@ -700,6 +700,8 @@ pub fn require_tool(name: &str) -> Option<PathBuf> {
         let how = match name {
             "nc" => "apt-get install netcat-openbsd",
             "socat" => "apt-get install socat",
+            "cc" => "apt-get install gcc",
+            "arm-none-eabi-gcc" => "apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi",
             _ => "with your package manager",
         };
         skip_or_fail(name, how);

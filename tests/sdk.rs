@@ -1,0 +1,171 @@
+//! The device SDK against the real console: the C library (sdk/c), built for
+//! the host with the system's C compiler and for a Cortex-M3 with
+//! arm-none-eabi-gcc, driven by sdk/c/tests/host_device.c over loopback.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::{Console, Rng, WAIT_FILE, require_tool};
+
+/// Builds host_device once per test binary run; None (after a loud skip) without cc.
+fn host_device() -> Option<PathBuf> {
+    let cc = require_tool("cc")?;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("host_device-{}", std::process::id()));
+    if !out.exists() {
+        let built = Command::new(cc)
+            .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-O2", "-o"])
+            .arg(&out)
+            .arg(root.join("sdk/c/benchlink.c"))
+            .arg(root.join("sdk/c/tests/host_device.c"))
+            .output()
+            .expect("run cc");
+        assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    }
+    Some(out)
+}
+
+fn run_device(exe: &Path, port: &str, id: &str, file: &Path, window: Option<&str>) -> Output {
+    let mut cmd = Command::new(exe);
+    cmd.args(["127.0.0.1", port, id]).arg(file);
+    if let Some(w) = window {
+        cmd.arg(w);
+    }
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    common::output_within(child, Duration::from_secs(90), "host_device")
+}
+
+fn port_of(addr: &str) -> String {
+    addr.rsplit(':').next().unwrap().to_string()
+}
+
+#[test]
+fn the_c_library_uploads_a_file_and_talks_both_ways() {
+    let Some(exe) = host_device() else {
+        return;
+    };
+    let mut c = Console::start(&["--auto-delay-ms", "10000"]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("frame.raw");
+    let data = Rng::new(31).bytes(300_000);
+    std::fs::write(&file, &data).unwrap();
+    let port = port_of(&c.addr().to_string());
+    let exe2 = exe.clone();
+    let file2 = file.clone();
+    let device = std::thread::spawn(move || run_device(&exe2, &port, "c-board", &file2, None));
+    c.wait_text_in("hello from C");
+    let r = c.command("/to c-board");
+    assert_eq!(r["ok"], true, "{r}");
+    c.command("status");
+    c.wait_text_in("ok: status");
+    let out = device.join().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{said} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains("SAVED 300000 c-board/frame.raw"), "{said}");
+    let saved = c.wait_event("file_saved", &[("device", "c-board".into())]);
+    assert_eq!(std::fs::read(saved["path"].as_str().unwrap()).unwrap(), data);
+}
+
+#[test]
+fn the_c_library_keeps_its_window_through_a_stalling_bridge() {
+    let Some(exe) = host_device() else {
+        return;
+    };
+    let mut c = Console::start(&["--auto-delay-ms", "10000"]);
+    let mut bridge = Command::new(common::bin())
+        .args(["bridge", "--listen", "127.0.0.1:0", "--to", &c.addr().to_string()])
+        .args(["--rate", "2MB", "--buffer", "4096", "--stall", "100/300", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(bridge.stdout.take().unwrap()));
+    let first = lines.next().unwrap().unwrap();
+    let addr = first.strip_prefix("bridge: listening on ").unwrap().split(',').next().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big.raw");
+    let data = Rng::new(32).bytes(1_500_000);
+    std::fs::write(&file, &data).unwrap();
+    let out = run_device(&exe, &port_of(&addr), "c-window", &file, Some("3072"));
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let counters: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    eprintln!("C device, window 3072, through the bridge: {counters}");
+    assert_eq!(counters["dropped"], 0, "{counters}");
+    let saved = c.wait_event_within("file_saved", &[("device", "c-window".into())], WAIT_FILE);
+    assert_eq!(std::fs::read(saved["path"].as_str().unwrap()).unwrap(), data);
+    let _ = bridge.kill();
+    let _ = bridge.wait();
+}
+
+#[test]
+fn the_c_library_resumes_after_the_console_kicks_it() {
+    let Some(exe) = host_device() else {
+        return;
+    };
+    let mut c = Console::start(&["--auto-delay-ms", "10000"]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("resumed.raw");
+    let data = Rng::new(33).bytes(3_000_000);
+    std::fs::write(&file, &data).unwrap();
+    let port = port_of(&c.addr().to_string());
+    let device = std::thread::spawn(move || run_device(&exe, &port, "c-kick", &file, None));
+    c.wait_for(
+        |e| e["event"] == "file_progress" && e["device"] == "c-kick",
+        WAIT_FILE,
+    );
+    c.command("/kick c-kick");
+    let out = device.join().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert_eq!(said.matches("READY").count(), 2, "reconnected once: {said}");
+    let saved = c.wait_event("file_saved", &[("device", "c-kick".into())]);
+    assert_eq!(std::fs::read(saved["path"].as_str().unwrap()).unwrap(), data);
+    let names: Vec<String> = std::fs::read_dir(c.dir().join("c-kick"))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter(|n| n.contains("resumed"))
+        .collect();
+    assert_eq!(names, ["resumed.raw"], "one file, no leftovers");
+}
+
+#[test]
+fn the_c_library_builds_for_a_cortex_m3_without_libc_calls() {
+    let Some(gcc) = require_tool("arm-none-eabi-gcc") else {
+        return;
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let obj = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("benchlink-m3-{}.o", std::process::id()));
+    let built = Command::new(gcc)
+        .args(["-mcpu=cortex-m3", "-mthumb", "-std=c99", "-Os", "-ffreestanding", "-Wall", "-Wextra", "-Werror", "-c", "-o"])
+        .arg(&obj)
+        .arg(root.join("sdk/c/benchlink.c"))
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    // No malloc, no stdio, no OS calls: only <string.h> (which every toolchain has)
+    // and the compiler's own helpers may be undefined.
+    let nm = Command::new("arm-none-eabi-nm").arg("-u").arg(&obj).output();
+    if let Ok(nm) = nm {
+        let undefined = String::from_utf8_lossy(&nm.stdout).to_string();
+        let foreign: Vec<&str> = undefined
+            .lines()
+            .map(|l| l.trim().trim_start_matches("U ").trim())
+            .filter(|s| {
+                !s.is_empty()
+                    && !s.starts_with("__aeabi")
+                    && !matches!(*s, "memcpy" | "memset" | "memmove" | "memcmp" | "strlen")
+            })
+            .collect();
+        assert!(foreign.is_empty(), "calls outside the library: {foreign:?}");
+    }
+    let size = Command::new("arm-none-eabi-size").arg(&obj).output();
+    if let Ok(size) = size {
+        eprintln!("{}", String::from_utf8_lossy(&size.stdout));
+    }
+}
