@@ -23,7 +23,11 @@ fn host_device() -> Option<PathBuf> {
             .arg(root.join("sdk/c/tests/host_device.c"))
             .output()
             .expect("run cc");
-        assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+        assert!(
+            built.status.success(),
+            "{}",
+            String::from_utf8_lossy(&built.stderr)
+        );
     }
     Some(out)
 }
@@ -67,7 +71,12 @@ fn the_c_library_uploads_a_file_and_talks_both_ways() {
     c.wait_text_in("ok: status");
     let out = device.join().unwrap();
     let said = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{said} {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{said} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(said.contains("SAVED 300000 c-board/frame.raw"), "{said}");
     let saved = c.wait_event("file_saved", &[("device", "c-board".into())]);
     assert_eq!(std::fs::read(saved["path"].as_str().unwrap()).unwrap(), data);
@@ -81,19 +90,32 @@ fn the_c_library_keeps_its_window_through_a_stalling_bridge() {
     let mut c = Console::start(&["--auto-delay-ms", "10000"]);
     let mut bridge = Command::new(common::bin())
         .args(["bridge", "--listen", "127.0.0.1:0", "--to", &c.addr().to_string()])
-        .args(["--rate", "2MB", "--buffer", "4096", "--stall", "100/300", "--json"])
+        .args([
+            "--rate", "2MB", "--buffer", "4096", "--stall", "100/300", "--json",
+        ])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(bridge.stdout.take().unwrap()));
     let first = lines.next().unwrap().unwrap();
-    let addr = first.strip_prefix("bridge: listening on ").unwrap().split(',').next().unwrap().to_string();
+    let addr = first
+        .strip_prefix("bridge: listening on ")
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .to_string();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("big.raw");
     let data = Rng::new(32).bytes(1_500_000);
     std::fs::write(&file, &data).unwrap();
     let out = run_device(&exe, &port_of(&addr), "c-window", &file, Some("3072"));
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let counters: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
     eprintln!("C device, window 3072, through the bridge: {counters}");
     assert_eq!(counters["dropped"], 0, "{counters}");
@@ -142,12 +164,27 @@ fn the_c_library_builds_for_a_cortex_m3_without_libc_calls() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let obj = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("benchlink-m3-{}.o", std::process::id()));
     let built = Command::new(gcc)
-        .args(["-mcpu=cortex-m3", "-mthumb", "-std=c99", "-Os", "-ffreestanding", "-Wall", "-Wextra", "-Werror", "-c", "-o"])
+        .args([
+            "-mcpu=cortex-m3",
+            "-mthumb",
+            "-std=c99",
+            "-Os",
+            "-ffreestanding",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-c",
+            "-o",
+        ])
         .arg(&obj)
         .arg(root.join("sdk/c/benchlink.c"))
         .output()
         .unwrap();
-    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
     // No malloc, no stdio, no OS calls: only <string.h> (which every toolchain has)
     // and the compiler's own helpers may be undefined.
     let nm = Command::new("arm-none-eabi-nm").arg("-u").arg(&obj).output();
@@ -168,4 +205,72 @@ fn the_c_library_builds_for_a_cortex_m3_without_libc_calls() {
     if let Ok(size) = size {
         eprintln!("{}", String::from_utf8_lossy(&size.stdout));
     }
+}
+
+fn python_e2e(addr: &str, mode: &str) -> Option<std::thread::JoinHandle<Output>> {
+    let python = require_tool("python3")?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("sdk/python/tests/e2e.py");
+    let port = port_of(addr);
+    let mode = mode.to_string();
+    Some(std::thread::spawn(move || {
+        let child = Command::new(python)
+            .arg(script)
+            .args(["127.0.0.1", &port, &mode])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        common::output_within(child, Duration::from_secs(60), "e2e.py")
+    }))
+}
+
+#[test]
+fn the_python_module_sends_files_texts_and_pings_and_gets_commands() {
+    let mut c = Console::start(&["--auto-delay-ms", "10000"]);
+    let Some(script) = python_e2e(&c.addr().to_string(), "basic") else {
+        return;
+    };
+    c.wait_text_in("py ready");
+    c.command("/to py-1");
+    c.command("status");
+    let out = script.join().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("SAVED py-1/hello.txt"), "{said}");
+    assert!(said.contains("COMMAND status"), "{said}");
+    assert!(said.contains("PING"), "{said}");
+    c.wait_text_in("ok: status");
+    assert_eq!(
+        std::fs::read(c.dir().join("py-1/hello.txt")).unwrap(),
+        b"hello bytes"
+    );
+    let big = c
+        .events_of("file_saved")
+        .into_iter()
+        .find(|e| e["size"] == 200_000)
+        .expect("the 200,000-byte file");
+    assert_eq!(
+        std::fs::metadata(big["path"].as_str().unwrap()).unwrap().len(),
+        200_000
+    );
+}
+
+#[test]
+fn the_python_module_raises_file_rejected_with_the_reason() {
+    let c = Console::start(&["--auto-delay-ms", "10000", "--max-file-size", "1KiB"]);
+    let Some(script) = python_e2e(&c.addr().to_string(), "reject") else {
+        return;
+    };
+    let out = script.join().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("REJECTED REFUSED 5"), "{said}");
 }

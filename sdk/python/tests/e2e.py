@@ -1,0 +1,42 @@
+"""End-to-end check of benchlink_device against a running console (tests/sdk.rs
+starts the console and runs this): e2e.py HOST PORT MODE
+
+MODE basic: text, send_file (path and bytes), receive the operator's command
+            (the console is told to send "status" once it sees "py ready"), ping.
+MODE reject: a file larger than the console's --max-file-size raises FileRejected.
+"""
+import os
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from benchlink_device import Device, FileRejected  # noqa: E402
+
+host, port, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+
+if mode == "basic":
+    with Device(host, port, id="py-1", window=4096) as d:
+        assert d.name == "py-1", d.name
+        assert d.protocol == "1.1", d.protocol
+        d.text("py ready")
+        data = os.urandom(200_000)
+        with tempfile.NamedTemporaryFile(suffix=".bin", delete=False) as f:
+            f.write(data)
+        saved = d.send_file(f.name)
+        print("SAVED", saved)
+        saved = d.send_file(b"hello bytes", name="hello.txt")
+        print("SAVED", saved)
+        cmd = d.receive(timeout=10)
+        print("COMMAND", cmd)
+        d.text("ok: %s" % cmd)
+        rtt = d.ping()
+        assert 0 <= rtt < 5, rtt
+        print("PING", rtt)
+elif mode == "reject":
+    with Device(host, port, id="py-2") as d:
+        try:
+            d.send_file(b"x" * 5000, name="big.bin")
+        except FileRejected as e:
+            print("REJECTED", e.status, e.code, e.detail)
+            sys.exit(0)
+        sys.exit("the console accepted a file over its limit")
