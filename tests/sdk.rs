@@ -274,3 +274,84 @@ fn the_python_module_raises_file_rejected_with_the_reason() {
     );
     assert!(said.contains("REJECTED REFUSED 5"), "{said}");
 }
+
+/// Kills QEMU however the test ends.
+struct Qemu(std::process::Child);
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn an_emulated_stm32_sends_a_picture_and_answers_commands() {
+    let Some(gcc) = require_tool("arm-none-eabi-gcc") else {
+        return;
+    };
+    let Some(qemu) = require_tool("qemu-system-arm") else {
+        return;
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let board = root.join("sdk/c/examples/qemu_netduino2");
+    let elf = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("netduino2-{}.elf", std::process::id()));
+    let built = Command::new(gcc)
+        .args([
+            "-mcpu=cortex-m3",
+            "-mthumb",
+            "-std=c99",
+            "-Os",
+            "-ffreestanding",
+            "-nostdlib",
+            "-fno-builtin",
+        ])
+        .args(["-Wall", "-Wextra", "-Werror", "-T"])
+        .arg(board.join("link.ld"))
+        .arg("-o")
+        .arg(&elf)
+        .arg(board.join("main.c"))
+        .arg(root.join("sdk/c/benchlink.c"))
+        .arg("-lgcc")
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    if let Ok(size) = Command::new("arm-none-eabi-size").arg(&elf).output() {
+        eprintln!("{}", String::from_utf8_lossy(&size.stdout));
+    }
+
+    // A frames listener: QEMU connects as soon as it starts, before the board speaks.
+    let mut c = Console::start(&["--listen", "frames://127.0.0.1:0"]);
+    let _qemu = Qemu(
+        Command::new(qemu)
+            .args([
+                "-M",
+                "netduino2",
+                "-display",
+                "none",
+                "-monitor",
+                "none",
+                "-serial",
+            ])
+            .arg(format!("tcp:{}", c.addr()))
+            .arg("-kernel")
+            .arg(&elf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let saved = c.wait_event_within("file_saved", &[("device", "qemu-board".into())], WAIT_FILE);
+    let want: Vec<u8> = (0..16384u32).map(|i| ((i * 7 + 3) % 251) as u8).collect();
+    assert_eq!(std::fs::read(saved["path"].as_str().unwrap()).unwrap(), want);
+    c.wait_text_in("picture saved");
+    c.command("/to qemu-board");
+    c.command("ping");
+    c.wait_text_in("pong");
+    c.command("capture 2");
+    c.wait_text_in("ok: capture 2");
+}

@@ -702,6 +702,8 @@ pub fn require_tool(name: &str) -> Option<PathBuf> {
             "socat" => "apt-get install socat",
             "cc" => "apt-get install gcc",
             "arm-none-eabi-gcc" => "apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi",
+            "qemu-system-arm" => "apt-get install qemu-system-arm",
+            "python3" => "apt-get install python3",
             _ => "with your package manager",
         };
         skip_or_fail(name, how);
