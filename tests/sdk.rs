@@ -17,7 +17,15 @@ fn host_device() -> Option<PathBuf> {
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("host_device-{}", std::process::id()));
     if !out.exists() {
         let built = Command::new(cc)
-            .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-O2", "-o"])
+            .args([
+                "-std=c99",
+                "-Wall",
+                "-Wextra",
+                "-Werror",
+                "-pedantic",
+                "-O2",
+                "-o",
+            ])
             .arg(&out)
             .arg(root.join("sdk/c/benchlink.c"))
             .arg(root.join("sdk/c/tests/host_device.c"))
@@ -173,6 +181,7 @@ fn the_c_library_builds_for_a_cortex_m3_without_libc_calls() {
             "-Wall",
             "-Wextra",
             "-Werror",
+            "-pedantic",
             "-c",
             "-o",
         ])
@@ -285,34 +294,38 @@ impl Drop for Qemu {
     }
 }
 
-#[test]
-fn an_emulated_stm32_sends_a_picture_and_answers_commands() {
-    let Some(gcc) = require_tool("arm-none-eabi-gcc") else {
-        return;
-    };
-    let Some(qemu) = require_tool("qemu-system-arm") else {
-        return;
-    };
+/// The BMP the board generates for capture number `n`.
+fn board_capture(n: u32) -> Vec<u8> {
+    let (w, h) = (64u32, 64u32);
+    let size = 54 + w * h * 3;
+    let mut bmp = vec![0u8; 54];
+    bmp[..2].copy_from_slice(b"BM");
+    bmp[2..6].copy_from_slice(&size.to_le_bytes());
+    bmp[10..14].copy_from_slice(&54u32.to_le_bytes());
+    bmp[14..18].copy_from_slice(&40u32.to_le_bytes());
+    bmp[18..22].copy_from_slice(&w.to_le_bytes());
+    bmp[22..26].copy_from_slice(&h.to_le_bytes());
+    bmp[26] = 1;
+    bmp[28] = 24;
+    bmp[34..38].copy_from_slice(&(w * h * 3).to_le_bytes());
+    for px in 0..w * h {
+        let (x, y) = (px % w, px / w);
+        bmp.extend([(x * 4) as u8, (y * 4) as u8, (n * 40) as u8]);
+    }
+    bmp
+}
+
+/// Builds the netduino2 firmware with its Makefile; None after a loud skip.
+fn netduino2_firmware(tag: &str) -> Option<PathBuf> {
+    require_tool("arm-none-eabi-gcc")?;
+    require_tool("make")?;
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let board = root.join("sdk/c/examples/qemu_netduino2");
-    let elf = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("netduino2-{}.elf", std::process::id()));
-    let built = Command::new(gcc)
-        .args([
-            "-mcpu=cortex-m3",
-            "-mthumb",
-            "-std=c99",
-            "-Os",
-            "-ffreestanding",
-            "-nostdlib",
-            "-fno-builtin",
-        ])
-        .args(["-Wall", "-Wextra", "-Werror", "-T"])
-        .arg(board.join("link.ld"))
-        .arg("-o")
-        .arg(&elf)
-        .arg(board.join("main.c"))
-        .arg(root.join("sdk/c/benchlink.c"))
-        .arg("-lgcc")
+    let elf =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("netduino2-{tag}-{}.elf", std::process::id()));
+    let built = Command::new("make")
+        .arg("-C")
+        .arg(root.join("sdk/c/examples/netduino2"))
+        .arg(format!("OUT={}", elf.display()))
         .output()
         .unwrap();
     assert!(
@@ -320,38 +333,125 @@ fn an_emulated_stm32_sends_a_picture_and_answers_commands() {
         "{}",
         String::from_utf8_lossy(&built.stderr)
     );
-    if let Ok(size) = Command::new("arm-none-eabi-size").arg(&elf).output() {
-        eprintln!("{}", String::from_utf8_lossy(&size.stdout));
-    }
+    eprintln!("{}", String::from_utf8_lossy(&built.stdout));
+    Some(elf)
+}
 
-    // A frames listener: QEMU connects as soon as it starts, before the board speaks.
-    let mut c = Console::start(&["--listen", "frames://127.0.0.1:0"]);
-    let _qemu = Qemu(
+fn boot_board(qemu: &Path, elf: &Path, to: &str) -> Qemu {
+    Qemu(
         Command::new(qemu)
-            .args([
-                "-M",
-                "netduino2",
-                "-display",
-                "none",
-                "-monitor",
-                "none",
-                "-serial",
-            ])
-            .arg(format!("tcp:{}", c.addr()))
-            .arg("-kernel")
-            .arg(&elf)
+            .args(["-M", "netduino2", "-nographic", "-monitor", "none", "-serial"])
+            .arg(format!("tcp:{to}"))
+            .args(["-semihosting-config", "enable=on,target=native", "-kernel"])
+            .arg(elf)
+            .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap(),
+    )
+}
+
+/// Drives the board: round trips, a capture checked byte for byte, then `quit`.
+fn operate_board(c: &mut Console, qemu: &mut Qemu) {
+    c.wait_for(
+        |e| {
+            e["event"] == "text"
+                && e["device"] == "netduino2"
+                && e["text"].as_str().is_some_and(|t| t.starts_with("boot"))
+        },
+        WAIT_FILE,
     );
-    let saved = c.wait_event_within("file_saved", &[("device", "qemu-board".into())], WAIT_FILE);
-    let want: Vec<u8> = (0..16384u32).map(|i| ((i * 7 + 3) % 251) as u8).collect();
-    assert_eq!(std::fs::read(saved["path"].as_str().unwrap()).unwrap(), want);
-    c.wait_text_in("picture saved");
-    c.command("/to qemu-board");
+    c.command("/to netduino2");
     c.command("ping");
     c.wait_text_in("pong");
-    c.command("capture 2");
-    c.wait_text_in("ok: capture 2");
+    c.command("led on");
+    c.wait_text_in("led is on");
+    c.command("led off");
+    c.wait_text_in("led is off");
+    c.command("capture");
+    let saved = c.wait_event_within("file_saved", &[("device", "netduino2".into())], WAIT_FILE);
+    assert_eq!(saved["name"], "capture-0001.bmp", "{saved}");
+    let bmp = std::fs::read(saved["path"].as_str().unwrap()).unwrap();
+    assert!(bmp.len() >= 10 * 1024);
+    assert_eq!(
+        u32::from_le_bytes(bmp[2..6].try_into().unwrap()) as usize,
+        bmp.len()
+    );
+    assert_eq!(bmp, board_capture(1));
+    c.wait_text_in("capture done");
+    c.command("quit");
+    let gone = c.wait_event("disconnected", &[("device", "netduino2".into())]);
+    assert!(gone["reason"].as_str().unwrap().contains("quit"), "{gone}");
+    // Semihosting ends QEMU.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = qemu.0.try_wait().unwrap() {
+            assert!(status.success(), "{status:?}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "QEMU still running after quit"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn an_emulated_stm32_boots_answers_captures_and_quits() {
+    let Some(elf) = netduino2_firmware("direct") else {
+        return;
+    };
+    let Some(qemu) = require_tool("qemu-system-arm") else {
+        return;
+    };
+    // A frames listener: QEMU connects as soon as it starts, before the board speaks.
+    let mut c = Console::start(&["--listen", "frames://127.0.0.1:0"]);
+    let mut board = boot_board(&qemu, &elf, &c.addr().to_string());
+    operate_board(&mut c, &mut board);
+}
+
+#[test]
+fn an_emulated_stm32_through_a_stalling_bridge_that_flips_bits() {
+    let Some(elf) = netduino2_firmware("bridge") else {
+        return;
+    };
+    let Some(qemu) = require_tool("qemu-system-arm") else {
+        return;
+    };
+    let mut c = Console::start(&["--listen", "frames://127.0.0.1:0"]);
+    let mut bridge = Command::new(common::bin())
+        .args(["bridge", "--listen", "127.0.0.1:0", "--to", &c.addr().to_string()])
+        .args([
+            "--rate",
+            "400KB",
+            "--buffer",
+            "4096",
+            "--stall",
+            "100/300",
+            "--flip-every",
+            "3000",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(bridge.stdout.take().unwrap()));
+    let first = lines.next().unwrap().unwrap();
+    let addr = first
+        .strip_prefix("bridge: listening on ")
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .to_string();
+    let mut board = boot_board(&qemu, &elf, &addr);
+    operate_board(&mut c, &mut board);
+    let counters: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    eprintln!("netduino2 through the bridge: {counters}");
+    assert!(counters["flipped"].as_u64().unwrap() > 0, "{counters}");
+    assert_eq!(counters["dropped"], 0, "the window (2048) holds: {counters}");
+    let _ = bridge.kill();
+    let _ = bridge.wait();
 }
