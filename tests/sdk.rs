@@ -455,3 +455,51 @@ fn an_emulated_stm32_through_a_stalling_bridge_that_flips_bits() {
     let _ = bridge.kill();
     let _ = bridge.wait();
 }
+
+#[test]
+fn the_c_library_and_the_python_module_agree_with_every_vector_in_every_split() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let vectors = root.join("tests/vectors/frames.txt");
+    if let Some(cc) = require_tool("cc") {
+        let exe = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("vectors-{}", std::process::id()));
+        let built = Command::new(cc)
+            .args([
+                "-std=c99",
+                "-Wall",
+                "-Wextra",
+                "-Werror",
+                "-pedantic",
+                "-DBL_TEST_HOOKS",
+                "-O2",
+                "-o",
+            ])
+            .arg(&exe)
+            .arg(root.join("sdk/c/benchlink.c"))
+            .arg(root.join("sdk/c/tests/vectors.c"))
+            .output()
+            .unwrap();
+        assert!(
+            built.status.success(),
+            "{}",
+            String::from_utf8_lossy(&built.stderr)
+        );
+        let run = Command::new(&exe).arg(&vectors).output().unwrap();
+        let said = String::from_utf8_lossy(&run.stdout);
+        eprintln!("C: {said}");
+        assert!(run.status.success() && said.contains(": ok"), "{said}");
+    }
+    if let Some(python) = require_tool("python3") {
+        let run = Command::new(python)
+            .arg(root.join("sdk/python/tests/vectors.py"))
+            .arg(&vectors)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&run.stdout);
+        eprintln!("Python: {said}");
+        assert!(
+            run.status.success() && said.contains(": ok"),
+            "{said} {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+    }
+}
