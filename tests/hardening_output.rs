@@ -55,6 +55,15 @@ impl Stuck {
         }
     }
 
+    /// The rest of stdout, and the second listener's address from its second line.
+    fn second_listener(&mut self) -> (BufReader<std::process::ChildStdout>, SocketAddr) {
+        let mut line = String::new();
+        let mut out = BufReader::new(self.child.stdout.take().unwrap());
+        out.read_line(&mut line).unwrap();
+        let listening: serde_json::Value = serde_json::from_str(&line).unwrap();
+        (out, listening["addr"].as_str().unwrap().parse().unwrap())
+    }
+
     fn peak_rss_mib(&self) -> u64 {
         peak_rss_kib(self.child.id()) / 1024
     }
@@ -92,15 +101,8 @@ fn a_stopped_reader_costs_dropped_texts_not_memory() {
         "--max-log-size",
         "1GiB",
     ]);
-    // The second listener's address is on the second line: read it too.
+    let (mut out, lines_addr) = c.second_listener();
     let mut line = String::new();
-    let mut out = BufReader::new(c.child.stdout.take().unwrap());
-    out.read_line(&mut line).unwrap();
-    let lines_addr: SocketAddr = serde_json::from_str::<serde_json::Value>(&line).unwrap()["addr"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
 
     let mut dev = Device::connect(lines_addr);
     let text = "y".repeat(1 << 20);
@@ -158,14 +160,7 @@ fn a_stopped_reader_costs_dropped_texts_not_memory() {
 #[test]
 fn sigterm_stops_within_two_seconds_while_stdout_is_blocked() {
     let mut c = Stuck::start(&["--listen", "lines://127.0.0.1:0"]);
-    let mut line = String::new();
-    let mut out = BufReader::new(c.child.stdout.take().unwrap());
-    out.read_line(&mut line).unwrap();
-    let lines_addr: SocketAddr = serde_json::from_str::<serde_json::Value>(&line).unwrap()["addr"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (out, lines_addr) = c.second_listener();
     let mut dev = Device::connect(lines_addr);
     // Far more than a pipe holds: the printer is stuck in write(2).
     let text = "z".repeat(1000);

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use benchlink::protocol::frames::{AckStatus, HEADER_LEN, Message};
 use bytes::Bytes;
+use common::bridge::Bridge;
 use common::dev::{Dev, wire};
 use common::{Console, Rng, WAIT};
 
@@ -202,51 +203,6 @@ fn send_keeps_its_window_and_sends_file_end_again_when_unanswered() {
         gap >= Duration::from_millis(1900) && gap < Duration::from_secs(4),
         "{gap:?}"
     );
-}
-
-/// `benchlink bridge` in front of `to`; its stdout lines arrive on the channel.
-struct Bridge {
-    child: std::process::Child,
-    addr: String,
-    lines: std::sync::mpsc::Receiver<String>,
-}
-
-impl Bridge {
-    fn start(to: std::net::SocketAddr, extra: &[&str]) -> Bridge {
-        use std::io::BufRead;
-        let mut child = std::process::Command::new(common::bin())
-            .args(["bridge", "--listen", "127.0.0.1:0", "--to", &to.to_string()])
-            .args(extra)
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let first = lines.recv_timeout(WAIT).unwrap();
-        let addr = first
-            .strip_prefix("bridge: listening on ")
-            .and_then(|r| r.split(',').next())
-            .unwrap()
-            .to_string();
-        Bridge { child, addr, lines }
-    }
-
-    fn counters(&self) -> serde_json::Value {
-        let line = self.lines.recv_timeout(Duration::from_secs(10)).unwrap();
-        serde_json::from_str(&line).unwrap()
-    }
-}
-
-impl Drop for Bridge {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]

@@ -8,27 +8,23 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use common::bridge::Bridge;
 use common::{Console, Rng, WAIT_FILE, require_tool};
 
-/// Builds host_device once per test binary run; None (after a loud skip) without cc.
-fn host_device() -> Option<PathBuf> {
+/// Builds a host program from the library and one test source with the system's
+/// C compiler, strictly; None (after a loud skip) without cc.
+fn build_host(name: &str, source: &str, extra: &[&str]) -> Option<PathBuf> {
     let cc = require_tool("cc")?;
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("host_device-{}", std::process::id()));
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
     if !out.exists() {
         let built = Command::new(cc)
-            .args([
-                "-std=c99",
-                "-Wall",
-                "-Wextra",
-                "-Werror",
-                "-pedantic",
-                "-O2",
-                "-o",
-            ])
+            .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2"])
+            .args(extra)
+            .arg("-o")
             .arg(&out)
             .arg(root.join("sdk/c/benchlink.c"))
-            .arg(root.join("sdk/c/tests/host_device.c"))
+            .arg(root.join(source))
             .output()
             .expect("run cc");
         assert!(
@@ -38,6 +34,10 @@ fn host_device() -> Option<PathBuf> {
         );
     }
     Some(out)
+}
+
+fn host_device() -> Option<PathBuf> {
+    build_host("host_device", "sdk/c/tests/host_device.c", &[])
 }
 
 fn run_device(exe: &Path, port: &str, id: &str, file: &Path, window: Option<&str>) -> Output {
@@ -96,23 +96,13 @@ fn the_c_library_keeps_its_window_through_a_stalling_bridge() {
         return;
     };
     let mut c = Console::start(&["--auto-delay-ms", "10000"]);
-    let mut bridge = Command::new(common::bin())
-        .args(["bridge", "--listen", "127.0.0.1:0", "--to", &c.addr().to_string()])
-        .args([
+    let bridge = Bridge::start(
+        c.addr(),
+        &[
             "--rate", "2MB", "--buffer", "4096", "--stall", "100/300", "--json",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(bridge.stdout.take().unwrap()));
-    let first = lines.next().unwrap().unwrap();
-    let addr = first
-        .strip_prefix("bridge: listening on ")
-        .unwrap()
-        .split(',')
-        .next()
-        .unwrap()
-        .to_string();
+        ],
+    );
+    let addr = bridge.addr.clone();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("big.raw");
     let data = Rng::new(32).bytes(1_500_000);
@@ -124,13 +114,11 @@ fn the_c_library_keeps_its_window_through_a_stalling_bridge() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    let counters: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let counters = bridge.counters();
     eprintln!("C device, window 3072, through the bridge: {counters}");
     assert_eq!(counters["dropped"], 0, "{counters}");
     let saved = c.wait_event_within("file_saved", &[("device", "c-window".into())], WAIT_FILE);
     assert_eq!(std::fs::read(saved["path"].as_str().unwrap()).unwrap(), data);
-    let _ = bridge.kill();
-    let _ = bridge.wait();
 }
 
 #[test]
@@ -421,9 +409,9 @@ fn an_emulated_stm32_through_a_stalling_bridge_that_flips_bits() {
         return;
     };
     let mut c = Console::start(&["--listen", "frames://127.0.0.1:0"]);
-    let mut bridge = Command::new(common::bin())
-        .args(["bridge", "--listen", "127.0.0.1:0", "--to", &c.addr().to_string()])
-        .args([
+    let bridge = Bridge::start(
+        c.addr(),
+        &[
             "--rate",
             "400KB",
             "--buffer",
@@ -433,56 +421,22 @@ fn an_emulated_stm32_through_a_stalling_bridge_that_flips_bits() {
             "--flip-every",
             "3000",
             "--json",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(bridge.stdout.take().unwrap()));
-    let first = lines.next().unwrap().unwrap();
-    let addr = first
-        .strip_prefix("bridge: listening on ")
-        .unwrap()
-        .split(',')
-        .next()
-        .unwrap()
-        .to_string();
+        ],
+    );
+    let addr = bridge.addr.clone();
     let mut board = boot_board(&qemu, &elf, &addr);
     operate_board(&mut c, &mut board);
-    let counters: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let counters = bridge.counters();
     eprintln!("netduino2 through the bridge: {counters}");
     assert!(counters["flipped"].as_u64().unwrap() > 0, "{counters}");
     assert_eq!(counters["dropped"], 0, "the window (2048) holds: {counters}");
-    let _ = bridge.kill();
-    let _ = bridge.wait();
 }
 
 #[test]
 fn the_c_library_and_the_python_module_agree_with_every_vector_in_every_split() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let vectors = root.join("tests/vectors/frames.txt");
-    if let Some(cc) = require_tool("cc") {
-        let exe = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("vectors-{}", std::process::id()));
-        let built = Command::new(cc)
-            .args([
-                "-std=c99",
-                "-Wall",
-                "-Wextra",
-                "-Werror",
-                "-pedantic",
-                "-DBL_TEST_HOOKS",
-                "-O2",
-                "-o",
-            ])
-            .arg(&exe)
-            .arg(root.join("sdk/c/benchlink.c"))
-            .arg(root.join("sdk/c/tests/vectors.c"))
-            .output()
-            .unwrap();
-        assert!(
-            built.status.success(),
-            "{}",
-            String::from_utf8_lossy(&built.stderr)
-        );
+    if let Some(exe) = build_host("vectors", "sdk/c/tests/vectors.c", &["-DBL_TEST_HOOKS"]) {
         let run = Command::new(&exe).arg(&vectors).output().unwrap();
         let said = String::from_utf8_lossy(&run.stdout);
         eprintln!("C: {said}");

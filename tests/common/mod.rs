@@ -4,6 +4,7 @@
 //! Each test binary uses a different subset of this module.
 #![allow(dead_code)]
 
+pub mod bridge;
 pub mod dev;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
