@@ -54,6 +54,15 @@ fn run_device(exe: &Path, port: &str, id: &str, file: &Path, window: Option<&str
     common::output_within(child, Duration::from_secs(90), "host_device")
 }
 
+/// A file of `size` random bytes (seeded) in a fresh folder, kept while the folder lives.
+fn random_file(name: &str, seed: u64, size: usize) -> (tempfile::TempDir, PathBuf, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(name);
+    let data = Rng::new(seed).bytes(size);
+    std::fs::write(&file, &data).unwrap();
+    (dir, file, data)
+}
+
 fn port_of(addr: &str) -> String {
     addr.rsplit(':').next().unwrap().to_string()
 }
@@ -64,10 +73,7 @@ fn the_c_library_uploads_a_file_and_talks_both_ways() {
         return;
     };
     let mut c = Console::start(&["--auto-delay-ms", "10000"]);
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("frame.raw");
-    let data = Rng::new(31).bytes(300_000);
-    std::fs::write(&file, &data).unwrap();
+    let (_dir, file, data) = random_file("frame.raw", 31, 300_000);
     let port = port_of(&c.addr().to_string());
     let exe2 = exe.clone();
     let file2 = file.clone();
@@ -103,10 +109,7 @@ fn the_c_library_keeps_its_window_through_a_stalling_bridge() {
         ],
     );
     let addr = bridge.addr.clone();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("big.raw");
-    let data = Rng::new(32).bytes(1_500_000);
-    std::fs::write(&file, &data).unwrap();
+    let (_dir, file, data) = random_file("big.raw", 32, 1_500_000);
     let out = run_device(&exe, &port_of(&addr), "c-window", &file, Some("3072"));
     assert_eq!(
         out.status.code(),
@@ -127,10 +130,7 @@ fn the_c_library_resumes_after_the_console_kicks_it() {
         return;
     };
     let mut c = Console::start(&["--auto-delay-ms", "10000"]);
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("resumed.raw");
-    let data = Rng::new(33).bytes(3_000_000);
-    std::fs::write(&file, &data).unwrap();
+    let (_dir, file, data) = random_file("resumed.raw", 33, 3_000_000);
     let port = port_of(&c.addr().to_string());
     let device = std::thread::spawn(move || run_device(&exe, &port, "c-kick", &file, None));
     c.wait_for(
