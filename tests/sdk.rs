@@ -457,3 +457,35 @@ fn the_c_library_and_the_python_module_agree_with_every_vector_in_every_split() 
         );
     }
 }
+
+#[test]
+fn the_python_module_resumes_after_a_dropped_connection() {
+    let mut c = Console::start(&["--auto-delay-ms", "10000"]);
+    // The script drops its own link midway (a closed socket), then must resume.
+    let Some(script) = python_e2e(&c.addr().to_string(), "reconnect") else {
+        return;
+    };
+    let out = script.join().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("SAVED py-3/big.bin"), "{said}");
+    let want: Vec<u8> = (0..6_000_000 / 256).flat_map(|_| 0..=255u8).collect();
+    assert_eq!(std::fs::read(c.dir().join("py-3/big.bin")).unwrap(), want);
+    let failed = c.wait_event("file_failed", &[("device", "py-3".into())]);
+    assert!(
+        failed["reason"].as_str().unwrap().contains("interrupted"),
+        "{failed}"
+    );
+    // Resumed, not sent again: one file, no leftover .part.
+    let mut names: Vec<String> = std::fs::read_dir(c.dir().join("py-3"))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter(|n| n.contains("big"))
+        .collect();
+    names.sort();
+    assert_eq!(names, ["big.bin"]);
+}

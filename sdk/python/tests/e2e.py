@@ -4,6 +4,8 @@ starts the console and runs this): e2e.py HOST PORT MODE
 MODE basic: text, send_file (path and bytes), receive the operator's command
             (the console is told to send "status" once it sees "py ready"), ping.
 MODE reject: a file larger than the console's --max-file-size raises FileRejected.
+MODE reconnect: a 6 MB file whose link drops midway (the socket is closed under
+            the module after 10 frames), the module connects again and resumes.
 """
 import os
 import sys
@@ -40,3 +42,20 @@ elif mode == "reject":
             print("REJECTED", e.status, e.code, e.detail)
             sys.exit(0)
         sys.exit("the console accepted a file over its limit")
+elif mode == "reconnect":
+    data = bytes(range(256)) * (6_000_000 // 256)
+    with Device(host, port, id="py-3", reconnect=True) as d:
+        real_send = d._send
+        sent = {"frames": 0}
+
+        def flaky_send(kind, payload=b"", flags=0):
+            # The link drops once, in the middle of the file, as Wi-Fi does.
+            if kind == 0x21:
+                sent["frames"] += 1
+                if sent["frames"] == 10:
+                    d._sock.close()
+            real_send(kind, payload, flags)
+
+        d._send = flaky_send
+        saved = d.send_file(data, name="big.bin")
+        print("SAVED", saved, "after", sent["frames"], "data frames")
