@@ -489,3 +489,73 @@ fn the_python_module_resumes_after_a_dropped_connection() {
     names.sort();
     assert_eq!(names, ["big.bin"]);
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn an_emulated_stm32_resumes_its_capture_when_the_console_comes_back() {
+    let Some(elf) = netduino2_firmware("reconnect") else {
+        return;
+    };
+    let Some(qemu) = require_tool("qemu-system-arm") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let dir_arg = dir.path().display().to_string();
+    let port = free_port();
+    let listen = format!("frames://127.0.0.1:{port}");
+    let console_args = ["--listen", listen.as_str(), "--dir", dir_arg.as_str()];
+    let mut first = Console::start(&console_args);
+    // A slow link (4 KB/s) so the capture is still on its way when the console stops.
+    let bridge = Bridge::start(first.addr(), &["--rate", "4KB", "--buffer", "65536", "--json"]);
+    let _board = Qemu(
+        Command::new(&qemu)
+            .args(["-M", "netduino2", "-nographic", "-monitor", "none", "-serial"])
+            .arg(format!("tcp:{},reconnect=1", bridge.addr))
+            .args(["-semihosting-config", "enable=on,target=native", "-kernel"])
+            .arg(&elf)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    first.wait_for(
+        |e| e["event"] == "text" && e["text"].as_str().is_some_and(|t| t.starts_with("boot")),
+        WAIT_FILE,
+    );
+    first.command("/to netduino2");
+    first.command("capture");
+    first.wait_event("file_started", &[("device", "netduino2".into())]);
+    std::thread::sleep(Duration::from_millis(800));
+    first.command("/quit");
+    let kept = first.wait_event("file_failed", &[("device", "netduino2".into())]);
+    assert!(kept["part"].is_string(), "{kept}");
+    assert!(first.wait_exit(Duration::from_secs(10)).success());
+    drop(first);
+
+    // The console comes back on the same port and folder; QEMU reconnects.
+    let mut second = Console::start(&console_args);
+    let saved = second.wait_event_within(
+        "file_saved",
+        &[("device", "netduino2".into())],
+        Duration::from_secs(40),
+    );
+    assert_eq!(saved["name"], "capture-0001.bmp", "{saved}");
+    assert_eq!(
+        std::fs::read(saved["path"].as_str().unwrap()).unwrap(),
+        board_capture(1)
+    );
+    let leftovers: Vec<String> = std::fs::read_dir(dir.path().join("netduino2"))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter(|n| n.contains("capture"))
+        .collect();
+    assert_eq!(leftovers, ["capture-0001.bmp"], "resumed, not sent again");
+}
