@@ -560,3 +560,35 @@ fn an_emulated_stm32_resumes_its_capture_when_the_console_comes_back() {
     // (A stray `.capture-0001.bmp.part.meta` sidecar is sometimes left: known, see issue 10.)
     assert_eq!(leftovers, ["capture-0001.bmp"], "resumed, not sent again");
 }
+
+#[test]
+fn the_c_library_recovers_a_lost_saved_without_a_second_copy() {
+    let Some(exe) = host_device() else {
+        return;
+    };
+    let mut c = Console::start(&["--auto-delay-ms", "10000"]);
+    let (_dir, file, data) = random_file("once.raw", 34, 200_000);
+    let port = port_of(&c.addr().to_string());
+    let child = Command::new(&exe)
+        .args(["127.0.0.1", &port, "c-once"])
+        .arg(&file)
+        .args(["0", "drop-saved"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = common::output_within(child, Duration::from_secs(60), "host_device");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains("DROPPED after FILE_END"), "{said}");
+    assert!(said.contains("SAVED 200000 c-once/once.raw"), "{said}");
+    assert_eq!(said.matches("READY").count(), 2, "{said}");
+    assert_eq!(std::fs::read(c.dir().join("c-once/once.raw")).unwrap(), data);
+    let copies: Vec<String> = std::fs::read_dir(c.dir().join("c-once"))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter(|n| n.contains("once"))
+        .collect();
+    assert_eq!(copies, ["once.raw"], "one copy");
+    assert_eq!(c.events_of("file_saved").len(), 1);
+}

@@ -1,12 +1,14 @@
 /* A device on a PC, built from the benchlink C library and POSIX sockets: the
  * library's end-to-end test against the real console (tests/sdk.rs runs it).
  *
- *   host_device HOST PORT ID FILE [WINDOW]
+ *   host_device HOST PORT ID FILE [WINDOW [drop-saved]]
  *
  * Connects, says HELLO, sends one TEXT, uploads FILE, answers the console's TEXT
  * commands with "ok: <command>", and exits 0 once the file is SAVED (printing
  * "SAVED <size> <path>"), 1 if it failed, 2 on a timeout or a socket error.
- * When the connection drops it reconnects, and the upload resumes. */
+ * When the connection drops it reconnects, and the upload resumes. With
+ * drop-saved, the link drops right after the first FILE_END goes out, so its
+ * SAVED is lost: the library must find out on the next connection (1.1). */
 #define _DEFAULT_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -28,6 +30,7 @@ static FILE *file;
 static const char *upload_name;
 static uint32_t upload_size;
 static int outcome = -1;
+static int drop_saved;
 static bl_dev dev;
 
 static void sleep_ms(long ms) {
@@ -45,6 +48,20 @@ static uint32_t now_ms(void) {
 static size_t dev_write(void *ctx, const uint8_t *p, size_t n) {
     (void)ctx;
     if (sock < 0) return 0;
+    if (drop_saved && n >= 22 && p[0] == 0xA5 && p[1] == 0x5A && p[2] == 0x22) {
+        /* The whole FILE_END, then the link is gone before SAVED can come back. */
+        size_t done = 0;
+        while (done < 22) {
+            ssize_t w = send(sock, p + done, 22 - done, MSG_NOSIGNAL);
+            if (w <= 0) break;
+            done += (size_t)w;
+        }
+        shutdown(sock, SHUT_RDWR);
+        drop_saved = 0;
+        printf("DROPPED after FILE_END\n");
+        fflush(stdout);
+        return done;
+    }
     ssize_t w = send(sock, p, n > 512 ? 512 : n, MSG_NOSIGNAL | MSG_DONTWAIT);
     return w > 0 ? (size_t)w : 0;
 }
@@ -122,6 +139,7 @@ int main(int argc, char **argv) {
     cfg.id = argv[3];
     cfg.info = "board=host\n";
     cfg.window = argc > 5 ? (uint32_t)atoi(argv[5]) : 0;
+    drop_saved = argc > 6 && strcmp(argv[6], "drop-saved") == 0;
     cfg.rx_buf = rx;
     cfg.rx_cap = sizeof rx;
     cfg.tx_buf = tx;
