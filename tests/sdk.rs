@@ -498,12 +498,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-// Passes alone and by hand (`make -C sdk/c/examples/netduino2 run`, stop and
-// restart the console); under the full parallel suite on 2 cores the board
-// sometimes never reconnects within 40 s (2 of 6 runs). Run it with
-// `cargo test --test sdk -- --ignored` until that is understood (issue 10).
 #[test]
-#[ignore = "flaky under the parallel suite: the board sometimes does not reconnect in time"]
 fn an_emulated_stm32_resumes_its_capture_when_the_console_comes_back() {
     let Some(elf) = netduino2_firmware("reconnect") else {
         return;

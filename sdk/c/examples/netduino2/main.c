@@ -6,8 +6,9 @@
  * then serves the operator: "ping" -> "pong"; "led on" / "led off" -> "led is
  * on" / "led is off"; "capture" -> uploads a generated 64x64 24-bit BMP as
  * capture-NNNN.bmp, then a TEXT saying it is done; "quit" -> BYE and a
- * semihosting exit. A dropped link is noticed by the library's probes; QEMU's
- * reconnect=1 brings it back and the upload resumes. */
+ * semihosting exit. A dropped link is noticed by the library's probes, and
+ * after the console's BYE the board starts again a second later; QEMU's
+ * reconnect=1 brings the link back and the upload resumes. */
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,6 +37,10 @@ static int led;
 static unsigned captures;
 static char capture_name[20];
 static int quitting;
+/* After the console's BYE (it stopped, or kicked us): start again this much
+ * later; QEMU's reconnect=1 (an ESP in transparent mode) brings the link back. */
+static uint32_t restart_at;
+#define RESTART_AFTER_MS 1000u
 
 void systick(void) { ms++; }
 
@@ -133,7 +138,9 @@ static void semihosting_exit(void) {
 static void on_event(void *ctx, int ev, uint32_t value, const uint8_t *p, size_t n) {
     (void)ctx;
     (void)value;
-    if (ev == BL_EV_READY) {
+    if (ev == BL_EV_BYE && !quitting) {
+        restart_at = ms + RESTART_AFTER_MS;
+    } else if (ev == BL_EV_READY) {
         say("boot: netduino2 camera, 64x64 BMP, commands: ping, led on, led off, capture, quit");
     } else if (ev == BL_EV_SAVED) {
         say("capture done");
@@ -194,7 +201,11 @@ int main(void) {
             bl_feed(&dev, &b, 1, ms);
         }
         bl_poll(&dev, ms);
-        /* After BYE: let it go out, then leave. */
+        if (restart_at && (int32_t)(ms - restart_at) >= 0) {
+            restart_at = 0;
+            bl_connected(&dev, ms); /* HELLO again; an upload under way resumes */
+        }
+        /* After our own BYE: let it go out, then leave. */
         if (quitting && ++quitting > 200000) semihosting_exit();
     }
 }
