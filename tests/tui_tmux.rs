@@ -219,6 +219,14 @@ fn pane_has(screen: &str, title: &str, needle: &str) -> bool {
     pane_text(screen, title).is_some_and(|t| t.contains(needle))
 }
 
+/// A pane's text with its wrapped rows joined (indents dropped), so a line cut
+/// into rows can be searched as one.
+fn pane_joined(screen: &str, title: &str) -> String {
+    pane_text(screen, title)
+        .map(|t| t.lines().map(str::trim).collect::<String>())
+        .unwrap_or_default()
+}
+
 /// The header's first line, where the listeners are.
 fn header(screen: &str) -> &str {
     screen.lines().next().unwrap_or("")
@@ -355,6 +363,42 @@ fn tui_in_tmux_end_to_end() {
         pane_has(s, "Conversation · cam-e2e", "◂ pong")
     });
 
+    // /hex sends exact bytes: "hello" as one TEXT frame, answered by the board.
+    tmux.type_text(SESSION, "/hex 68 65 6c 6c 6f");
+    tmux.key(SESSION, "Enter");
+    tmux.wait_screen(SESSION, "the board's answer to /hex", |s| {
+        pane_has(s, "Conversation · cam-e2e", "ok: hello")
+    });
+
+    // A 300-character line wraps: its end is on screen.
+    let long = format!("LONG{}TAIL", "x".repeat(292));
+    raw.write_all(format!("{long}\r\n").as_bytes()).unwrap();
+    tmux.key(SESSION, "F2");
+    tmux.wait_screen(SESSION, "the end of the long line", |s| {
+        pane_joined(s, "Conversation · all devices").contains(&format!("{long}"))
+    });
+    // Then it scrolls away, and /find brings it back into view.
+    for i in 0..40 {
+        raw.write_all(format!("filler {i}\r\n").as_bytes()).unwrap();
+    }
+    tmux.wait_screen(SESSION, "the long line scrolled away", |s| {
+        pane_has(s, "Conversation · all devices", "filler 39")
+            && !pane_joined(s, "Conversation · all devices").contains("xTAIL")
+    });
+    tmux.type_text(SESSION, "/find LONG");
+    tmux.key(SESSION, "Enter");
+    tmux.wait_screen(SESSION, "the found line in view", |s| {
+        s.contains("find \"LONG\"") && pane_joined(s, "Conversation").contains("LONGxxx")
+    });
+    tmux.key(SESSION, "Escape");
+    tmux.wait_screen(SESSION, "back to the tail", |s| {
+        !s.contains("find \"LONG\"") && pane_has(s, "Conversation · all devices", "filler 39")
+    });
+    tmux.key(SESSION, "F2");
+    tmux.wait_screen(SESSION, "cam-e2e's conversation again", |s| {
+        pane_has(s, "Conversation · cam-e2e", "ok: hello")
+    });
+
     // F1 opens the help; Esc closes it.
     tmux.key(SESSION, "F1");
     tmux.wait_screen(SESSION, "the help overlay", |s| {
@@ -420,7 +464,7 @@ fn tui_in_tmux_end_to_end() {
     let text = std::fs::read_to_string(&history).unwrap_or_else(|e| panic!("{}: {e}", history.display()));
     assert_eq!(
         text.lines().collect::<Vec<_>>(),
-        ["ping", "capture", "ping"],
+        ["ping", "capture", "/hex 68 65 6c 6c 6f", "/find LONG", "ping"],
         "{text:?}"
     );
 

@@ -91,22 +91,18 @@ fn visible_rows<'a>(
     }
     let needle = app.find.as_ref().map(|f| f.needle.as_str());
     let keep = |e: &Entry| app.filter.as_ref().is_none_or(|f| find::contains(&e.text, f));
-    // The newest entry shown: with a match to show, the one that puts it in the
-    // middle of the pane; else the tail, minus the entries scrolled back.
-    let (end, skip) = match app.find.as_ref().and_then(|f| f.current) {
-        Some(current) => ((current + 1 + height / 2).min(entries.len()), 0),
-        None => (entries.len(), app.scroll),
-    };
-    let mut rows: Vec<Line> = Vec::new();
-    for (index, e) in entries
-        .range(..end)
-        .enumerate()
-        .rev()
-        .filter(|(_, e)| keep(e))
-        .skip(skip)
+    if let Some(current) = app
+        .find
+        .as_ref()
+        .and_then(|f| f.current)
+        .filter(|&c| c < entries.len())
     {
-        let current = app.find.as_ref().and_then(|f| f.current) == Some(index);
-        let mut lines = entry_rows(e, app, width, needle, current, theme);
+        return found_rows(app, entries, current, height, width, theme);
+    }
+    // The tail, minus the entries scrolled back; only what fits is built.
+    let mut rows: Vec<Line> = Vec::new();
+    for e in entries.iter().rev().filter(|e| keep(e)).skip(app.scroll) {
+        let mut lines = entry_rows(e, app, width, needle, false, theme);
         lines.reverse();
         rows.extend(lines);
         if rows.len() >= height {
@@ -116,6 +112,50 @@ fn visible_rows<'a>(
     rows.truncate(height);
     rows.reverse();
     rows
+}
+
+/// The rows around a `/find` match: the row with the match in the middle of the
+/// pane (even inside a line that wraps over many rows), older lines above it,
+/// newer below.
+fn found_rows<'a>(
+    app: &App,
+    entries: &VecDeque<Entry>,
+    current: usize,
+    height: usize,
+    width: usize,
+    theme: &Theme,
+) -> Vec<Line<'a>> {
+    let needle = app.find.as_ref().map(|f| f.needle.as_str());
+    let keep = |e: &Entry| app.filter.as_ref().is_none_or(|f| find::contains(&e.text, f));
+    let found = entry_rows(&entries[current], app, width, needle, true, theme);
+    // The first row that holds part of the match (drawn in the selection style).
+    let first_match = found
+        .iter()
+        .position(|line| line.spans.iter().any(|span| span.style == theme.selection()))
+        .unwrap_or(0);
+    let (before, from_match) = found.split_at(first_match);
+    let mut below: Vec<Line> = from_match.to_vec();
+    for e in entries.range(current + 1..).filter(|e| keep(e)) {
+        if below.len() >= height - height / 2 {
+            break;
+        }
+        below.extend(entry_rows(e, app, width, needle, false, theme));
+    }
+    let mut above: Vec<Line> = before.iter().rev().cloned().collect();
+    let wanted_above = height.saturating_sub(below.len().min(height - height / 2));
+    for e in entries.range(..current).rev().filter(|e| keep(e)) {
+        if above.len() >= wanted_above {
+            break;
+        }
+        let mut lines = entry_rows(e, app, width, needle, false, theme);
+        lines.reverse();
+        above.extend(lines);
+    }
+    above.truncate(wanted_above);
+    above.reverse();
+    above.extend(below);
+    above.truncate(height);
+    above
 }
 
 /// One entry as rows: time and marker, then the text, wrapped under itself (a
