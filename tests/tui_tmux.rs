@@ -375,7 +375,7 @@ fn tui_in_tmux_end_to_end() {
     raw.write_all(format!("{long}\r\n").as_bytes()).unwrap();
     tmux.key(SESSION, "F2");
     tmux.wait_screen(SESSION, "the end of the long line", |s| {
-        pane_joined(s, "Conversation · all devices").contains(&format!("{long}"))
+        pane_joined(s, "Conversation · all devices").contains(&long)
     });
     // Then it scrolls away, and /find brings it back into view.
     for i in 0..40 {
