@@ -215,6 +215,69 @@ fn parse_color(text: &str) -> Option<Color> {
 
 #[cfg(test)]
 mod tests {
+
+    /// WCAG relative luminance of an RGB colour.
+    fn luminance(c: Color) -> Option<f64> {
+        let Color::Rgb(r, g, b) = c else {
+            return None;
+        };
+        let lin = |v: u8| {
+            let v = f64::from(v) / 255.0;
+            if v <= 0.03928 {
+                v / 12.92
+            } else {
+                ((v + 0.055) / 1.055).powf(2.4)
+            }
+        };
+        Some(0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b))
+    }
+
+    fn contrast(a: Color, b: Color) -> Option<f64> {
+        let (la, lb) = (luminance(a)?, luminance(b)?);
+        Some((la.max(lb) + 0.05) / (la.min(lb) + 0.05))
+    }
+
+    #[test]
+    fn every_text_colour_meets_wcag_aa_where_a_theme_sets_its_background() {
+        let mut checked = 0;
+        for (name, text) in BUILT_IN {
+            let t = Theme::parse(text, name, None).expect("built-in theme");
+            if t.background == Color::Reset {
+                // The terminal's own background: nothing to compute against.
+                continue;
+            }
+            let text_colours = [
+                ("foreground", t.foreground, t.background),
+                ("muted", t.muted, t.background),
+                ("border", t.border, t.background),
+                ("border_focused", t.border_focused, t.background),
+                ("title", t.title, t.background),
+                ("incoming", t.incoming, t.background),
+                ("outgoing", t.outgoing, t.background),
+                ("system", t.system, t.background),
+                ("ok", t.ok, t.background),
+                ("warning", t.warning, t.background),
+                ("error", t.error, t.background),
+                ("sparkline", t.sparkline, t.background),
+                ("prompt", t.prompt, t.background),
+                ("key", t.key, t.background),
+                ("gauge", t.gauge, t.background),
+                ("header_fg", t.header_fg, t.header_bg),
+                ("selection_fg", t.selection_fg, t.selection_bg),
+            ];
+            for (key, fg, bg) in text_colours {
+                let ratio = contrast(fg, bg)
+                    .unwrap_or_else(|| panic!("{name}: {key} and its background must be RGB to be checked"));
+                assert!(
+                    ratio >= 4.5,
+                    "{name}: {key} has contrast {ratio:.2}:1, below 4.5:1"
+                );
+            }
+            checked += 1;
+        }
+        assert!(checked >= 2, "light and high-contrast set their background");
+    }
+
     use super::*;
 
     #[test]
@@ -223,7 +286,10 @@ mod tests {
             let theme = Theme::parse(text, name, None).unwrap_or_else(|e| panic!("{e}"));
             assert_ne!(theme.incoming, theme.outgoing, "{name}: directions must differ");
         }
-        assert_eq!(Theme::load("light", None).expect("light").title, Color::Blue);
+        assert_eq!(
+            Theme::load("Light", None).expect("light").title,
+            Color::Rgb(0, 0, 192)
+        );
     }
 
     #[test]
