@@ -65,6 +65,8 @@ pub enum Action {
     Copy(String),
     /// Ctrl-Z: give the terminal back and stop, until the shell's `fg`.
     Suspend,
+    /// Read the previewed file's bytes from this offset (hex preview paging).
+    PreviewAt(String, u64),
     Quit,
 }
 
@@ -100,6 +102,9 @@ pub struct Find {
     pub needle: String,
     pub current: Option<usize>,
 }
+
+/// Bytes the hex preview moves on PgUp/PgDn.
+pub const PREVIEW_PAGE: u64 = 512;
 
 /// How long a reply stays under the prompt.
 const NOTICE_SECS: i64 = 10;
@@ -270,6 +275,9 @@ pub struct App {
     pub view: crate::console::ViewMode,
     /// The last bytes each device sent, for the hex view.
     pub raw_in: HashMap<ConnId, RawBytes>,
+    /// The hex preview's window: where it starts in the file, and the file's size.
+    pub preview_offset: u64,
+    pub preview_total: u64,
     pub transfers: Vec<TransferRow>,
     pub received: VecDeque<ReceivedRow>,
     pub received_selected: usize,
@@ -300,6 +308,8 @@ impl App {
     pub fn new(now: DateTime<Local>) -> Self {
         Self {
             now,
+            preview_offset: 0,
+            preview_total: 0,
             raw_in: HashMap::new(),
             wrap: true,
             hscroll: 0,
@@ -840,6 +850,27 @@ impl App {
             }
             self.show_help = false;
         }
+        if let Some(preview) = &self.preview
+            && matches!(preview.content, PreviewContent::Hex(_))
+            && matches!(
+                key.code,
+                KeyCode::PageDown | KeyCode::PageUp | KeyCode::Home | KeyCode::End
+            )
+        {
+            // The hex preview pages through the whole file, reading only what shows.
+            let last = self.preview_total.saturating_sub(1) / 16 * 16;
+            let offset = match key.code {
+                KeyCode::PageDown => (self.preview_offset + PREVIEW_PAGE).min(last),
+                KeyCode::PageUp => self.preview_offset.saturating_sub(PREVIEW_PAGE),
+                KeyCode::Home => 0,
+                _ => last.saturating_sub(PREVIEW_PAGE - 16),
+            };
+            if offset == self.preview_offset {
+                return Vec::new();
+            }
+            self.preview_offset = offset;
+            return vec![Action::PreviewAt(preview.path.clone(), offset)];
+        }
         if self.preview.is_some() || self.overlay.is_some() {
             if key.code == KeyCode::Esc {
                 self.preview = None;
@@ -1076,6 +1107,7 @@ impl App {
                         path: path.clone(),
                         content: PreviewContent::Loading,
                     });
+                    self.preview_offset = 0;
                     return vec![Action::Preview(path)];
                 }
             }

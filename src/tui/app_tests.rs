@@ -1478,3 +1478,36 @@ fn ctrl_z_suspends_and_a_gone_device_shows_its_exact_final_bytes() {
     let d = app.devices.iter().find(|d| d.conn == 1).unwrap();
     assert_eq!((d.bytes_in, d.bytes_out, d.rate_in), (200_000_123, 77, 0));
 }
+
+#[test]
+fn the_hex_preview_pages_through_the_whole_file() {
+    let mut app = with_received();
+    app.preview = Some(Preview {
+        path: "/x.bin".into(),
+        content: PreviewContent::Hex(vec![0; 4096]),
+    });
+    app.preview_total = 10_000;
+    assert_eq!(
+        key(&mut app, KeyCode::PageDown),
+        vec![Action::PreviewAt("/x.bin".into(), 512)]
+    );
+    assert_eq!(
+        key(&mut app, KeyCode::PageDown),
+        vec![Action::PreviewAt("/x.bin".into(), 1024)]
+    );
+    assert_eq!(
+        key(&mut app, KeyCode::PageUp),
+        vec![Action::PreviewAt("/x.bin".into(), 512)]
+    );
+    assert_eq!(
+        key(&mut app, KeyCode::End),
+        vec![Action::PreviewAt("/x.bin".into(), 9488)]
+    );
+    assert!(key(&mut app, KeyCode::PageDown).len() <= 1);
+    assert_eq!(
+        key(&mut app, KeyCode::Home),
+        vec![Action::PreviewAt("/x.bin".into(), 0)]
+    );
+    assert!(key(&mut app, KeyCode::PageUp).is_empty(), "already at the start");
+    assert!(app.preview.is_some(), "paging keeps the preview open");
+}

@@ -42,7 +42,8 @@ const QUIT_GRACE: Duration = Duration::from_secs(8);
 /// What a background preview load produced.
 enum Loaded {
     Image(image::DynamicImage),
-    Bytes(Vec<u8>),
+    /// A window of the file's bytes: them, where they start, the file's size.
+    Bytes(Vec<u8>, u64, u64),
     Failed(String),
 }
 
@@ -179,7 +180,7 @@ async fn event_loop(
                     if let Ok(p) = picker.new_protocol(
                         img.clone(),
                         Size::new(wanted.width, wanted.height),
-                        Resize::Fit(None),
+                        Resize::Scale(None),
                     ) {
                         *protocol = p;
                     }
@@ -238,7 +239,7 @@ async fn event_loop(
                     preview.content = match loaded {
                         Loaded::Image(img) => {
                             let area = preview_inner(app.screen);
-                            match picker.new_protocol(img.clone(), Size::new(area.width, area.height), Resize::Fit(None)) {
+                            match picker.new_protocol(img.clone(), Size::new(area.width, area.height), Resize::Scale(None)) {
                                 Ok(protocol) => {
                                     let content = PreviewContent::Image { width: img.width(), height: img.height() };
                                     preview_image = Some((img, protocol, area));
@@ -247,7 +248,11 @@ async fn event_loop(
                                 Err(e) => PreviewContent::Failed(e.to_string()),
                             }
                         }
-                        Loaded::Bytes(bytes) => PreviewContent::Hex(bytes),
+                        Loaded::Bytes(bytes, offset, total) => {
+                            app.preview_offset = offset;
+                            app.preview_total = total;
+                            PreviewContent::Hex(bytes)
+                        }
                         Loaded::Failed(why) => PreviewContent::Failed(why),
                     };
                     dirty = true;
@@ -270,6 +275,13 @@ async fn event_loop(
             match action {
                 Action::Engine(command) => {
                     let _ = handle.commands.send(command).await;
+                }
+                Action::PreviewAt(path, offset) => {
+                    let tx = preview_tx.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let loaded = load_window(Path::new(&path), offset);
+                        let _ = tx.blocking_send((path, loaded));
+                    });
                 }
                 Action::Suspend => {
                     suspend(terminal)?;
@@ -335,12 +347,21 @@ fn load_preview(path: &Path) -> Loaded {
             Err(e) => tracing::warn!("cannot decode {} as an image: {e}", path.display()),
         }
     }
-    let mut bytes = vec![0u8; 4096];
-    match std::fs::File::open(path).and_then(|mut f| std::io::Read::read(&mut f, &mut bytes)) {
-        Ok(n) => {
-            bytes.truncate(n);
-            Loaded::Bytes(bytes)
-        }
+    load_window(path, 0)
+}
+
+/// The bytes of `path` from `offset` that a hex preview can show (4 KiB).
+fn load_window(path: &Path, offset: u64) -> Loaded {
+    use std::io::{Read, Seek, SeekFrom};
+    let read = std::fs::File::open(path).and_then(|mut f| {
+        let total = f.metadata()?.len();
+        f.seek(SeekFrom::Start(offset))?;
+        let mut bytes = Vec::with_capacity(4096);
+        f.take(4096).read_to_end(&mut bytes)?;
+        Ok((bytes, total))
+    });
+    match read {
+        Ok((bytes, total)) => Loaded::Bytes(bytes, offset, total),
         Err(e) => Loaded::Failed(e.to_string()),
     }
 }

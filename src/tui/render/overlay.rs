@@ -39,7 +39,25 @@ pub fn render_preview(frame: &mut Frame, area: Rect, app: &App, theme: &Theme, i
     };
     let popup = preview_area(area);
     frame.render_widget(Clear, popup);
-    let title = format!(" {} · Esc closes ", for_terminal(&preview.path));
+    let window = match &preview.content {
+        PreviewContent::Hex(bytes) if app.preview_total > 0 => {
+            let rows = popup.height.saturating_sub(2) as u64;
+            let per_line = if popup.width.saturating_sub(2) >= 78 {
+                16
+            } else {
+                8
+            };
+            let shown = (bytes.len() as u64).min(rows * per_line);
+            format!(
+                "· bytes {}-{} of {} (PgUp/PgDn) ",
+                app.preview_offset,
+                (app.preview_offset + shown).saturating_sub(1),
+                app.preview_total
+            )
+        }
+        _ => String::new(),
+    };
+    let title = format!(" {} · Esc closes {window}", for_terminal(&preview.path));
     let block = pane_block(title, true, theme).style(theme.base());
     let inner = block.inner(popup);
     frame.render_widget(block, popup);
@@ -60,7 +78,9 @@ pub fn render_preview(frame: &mut Frame, area: Rect, app: &App, theme: &Theme, i
                 .chunks(per_line)
                 .take(inner.height as usize)
                 .enumerate()
-                .map(|(i, chunk)| hex_line(i * per_line, chunk, per_line, theme))
+                .map(|(i, chunk)| {
+                    hex_line(app.preview_offset as usize + i * per_line, chunk, per_line, theme)
+                })
                 .collect();
             frame.render_widget(Paragraph::new(lines), inner);
         }

@@ -865,3 +865,19 @@ fn hex_view_shows_the_bytes_as_received() {
     assert!(text.contains("6f 6b 01 02 49"), "{text}");
     assert!(text.contains("ok..I"), "{text}");
 }
+
+#[test]
+fn the_hex_preview_says_which_bytes_it_shows_with_true_offsets() {
+    let mut app = busy_console();
+    app.preview = Some(Preview {
+        path: "/home/lab/received/cam-1/dump.bin".into(),
+        content: PreviewContent::Hex((0..=255u8).cycle().take(4096).collect()),
+    });
+    app.preview_offset = 512;
+    app.preview_total = 100_000;
+    let text = snapshot_at("hex_preview_paged", &app, 80, 24);
+    assert!(text.contains("bytes 512-"), "{text}");
+    assert!(text.contains("of 100000"), "{text}");
+    assert!(text.contains("00000200"), "{text}");
+    snapshot_at("hex_preview_paged", &app, 140, 45);
+}
