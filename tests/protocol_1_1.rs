@@ -216,7 +216,7 @@ fn through_a_bridge_that_stalls_a_window_loses_nothing_and_without_one_repair_co
     );
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("img.bin");
-    let data = Rng::new(8).bytes(2 << 20);
+    let data = Rng::new(8).bytes(1 << 20);
     std::fs::write(&path, &data).unwrap();
     for (id, window) in [("windowed", Some("3072")), ("plain", None)] {
         let mut args = vec!["send", "--to", &bridge.addr, "--id", id];
@@ -225,7 +225,7 @@ fn through_a_bridge_that_stalls_a_window_loses_nothing_and_without_one_repair_co
         }
         args.push(path.to_str().unwrap());
         let started = Instant::now();
-        let out = common::run_to_exit(&args, Duration::from_secs(90));
+        let out = common::run_to_exit(&args, Duration::from_secs(150));
         let took = started.elapsed();
         let said = String::from_utf8_lossy(&out.stdout).to_string();
         assert!(
