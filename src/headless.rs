@@ -3,7 +3,6 @@
 
 use std::io::{self, BufRead, Read, Write};
 
-use humansize::{BINARY, format_size};
 use tokio::sync::mpsc;
 
 use crate::engine::event_queue::EventReceiver;
@@ -198,7 +197,7 @@ pub fn human(event: &Event) -> Option<String> {
         EventKind::FileStarted {
             device, name, size, ..
         } => {
-            let size = size.map_or_else(|| "size unknown".to_string(), |s| format_size(s, BINARY));
+            let size = size.map_or_else(|| "size unknown".to_string(), crate::text::size);
             format!("{} is sending {} ({size})", safe(device), safe(name))
         }
         EventKind::FileProgress {
@@ -207,7 +206,7 @@ pub fn human(event: &Event) -> Option<String> {
             format!(
                 "{} ... {} of {} received",
                 safe(device),
-                format_size(*bytes, BINARY),
+                crate::text::size(*bytes),
                 safe(name)
             )
         }
@@ -226,7 +225,7 @@ pub fn human(event: &Event) -> Option<String> {
                 "{} saved {} ({}, crc32 {crc32:08x}, {seconds:.2} s{how}) in {}",
                 safe(device),
                 safe(name),
-                format_size(*size, BINARY),
+                crate::text::size(*size),
                 safe(path)
             )
         }
@@ -255,7 +254,7 @@ pub fn human(event: &Event) -> Option<String> {
         EventKind::Stats { .. } => return None,
         EventKind::Dropped { events, bytes } => format!(
             "... {events} events ({}) dropped because the output was too slow; texts are in each device's conversation.log",
-            format_size(*bytes, BINARY)
+            crate::text::size(*bytes)
         ),
         EventKind::Stopped { reason } => format!("stopped ({})", safe(reason)),
     };

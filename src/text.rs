@@ -108,6 +108,12 @@ fn needs_escape(c: char) -> bool {
         )
 }
 
+/// A size as people read it, the same everywhere (screen, stdout, replies):
+/// binary units with two decimals (`12.05 KiB`, `1.17 MiB`, `0 B`).
+pub fn size(bytes: u64) -> String {
+    humansize::format_size(bytes, humansize::BINARY)
+}
+
 /// Cuts text into pieces of at most `max_bytes` (at least one character each),
 /// never inside a character.
 pub fn pieces(text: &str, max_bytes: usize) -> Vec<&str> {

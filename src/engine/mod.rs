@@ -846,7 +846,6 @@ fn describe_live(registry: &Registry) -> String {
 }
 
 fn list_text(devices: &[DeviceInfo], target: Option<ConnId>) -> String {
-    use humansize::{BINARY, format_size};
     if devices.is_empty() {
         return "no device is connected".into();
     }
@@ -861,8 +860,8 @@ fn list_text(devices: &[DeviceInfo], target: Option<ConnId>) -> String {
             d.protocol,
             d.peer,
             d.connected_secs,
-            format_size(d.bytes_in, BINARY),
-            format_size(d.bytes_out, BINARY)
+            crate::text::size(d.bytes_in),
+            crate::text::size(d.bytes_out)
         ));
     }
     text

@@ -602,7 +602,7 @@ impl Session {
             }
             let reason = format!(
                 "larger than the {} limit (--max-file-size); the rest is discarded",
-                humansize::format_size(limit, humansize::BINARY)
+                crate::text::size(limit)
             );
             self.keep_failed(*t, reason).await;
             return;

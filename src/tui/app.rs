@@ -1383,7 +1383,7 @@ fn common_prefix(items: &[String]) -> String {
 }
 
 pub fn human_bytes(n: u64) -> String {
-    humansize::format_size(n, humansize::BINARY)
+    crate::text::size(n)
 }
 #[cfg(test)]
 #[path = "app_tests.rs"]

@@ -461,7 +461,7 @@ impl Session {
         if size.is_some_and(|s| s > limit) {
             let why = format!(
                 "larger than the {} limit (--max-file-size)",
-                humansize::format_size(limit, humansize::BINARY)
+                crate::text::size(limit)
             );
             self.refuse(file_id, &name, refused::TOO_LARGE, why).await?;
             return Ok(());
@@ -501,8 +501,8 @@ impl Session {
                 }
                 let why = format!(
                     "{} more are needed but the disk holds only {} free; free some space and send it again",
-                    humansize::format_size(need, humansize::BINARY),
-                    humansize::format_size(free, humansize::BINARY)
+                    crate::text::size(need),
+                    crate::text::size(free)
                 );
                 return self.refuse(file_id, &name, refused::DISK_FULL, why).await;
             }
