@@ -195,10 +195,16 @@ pub fn human(event: &Event) -> Option<String> {
             ..
         } => format!("-> {}: {}", safe(device), safe(text)),
         EventKind::FileStarted {
-            device, name, size, ..
+            device,
+            name,
+            size,
+            resumed_from,
+            ..
         } => {
             let size = size.map_or_else(|| "size unknown".to_string(), crate::text::size);
-            format!("{} is sending {} ({size})", safe(device), safe(name))
+            let resumed =
+                resumed_from.map_or_else(String::new, |r| format!(", resumed at {}", crate::text::size(r)));
+            format!("{} is sending {} ({size}{resumed})", safe(device), safe(name))
         }
         EventKind::FileProgress {
             device, name, bytes, ..

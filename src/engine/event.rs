@@ -88,6 +88,9 @@ pub enum EventKind {
         device: String,
         name: String,
         size: Option<u64>,
+        /// A resume: the bytes the console already held (native frames).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        resumed_from: Option<u64>,
     },
     FileProgress {
         conn: ConnId,

@@ -576,6 +576,7 @@ impl Session {
                 device: self.device.clone(),
                 name: name.clone(),
                 size: None,
+                resumed_from: None,
             })
             .await;
         self.cf_file = CfFile::Active(Box::new(Transfer::new(part, name, None, started)));

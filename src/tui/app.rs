@@ -163,13 +163,16 @@ pub struct TransferRow {
     pub bytes: u64,
     pub started: DateTime<Local>,
     pub updated: DateTime<Local>,
+    /// A resume: where it started (the rate counts only what came since).
+    pub resumed_from: Option<u64>,
 }
 
 impl TransferRow {
     /// Average bytes per second since the start.
     pub fn rate(&self) -> f64 {
         let secs = (self.updated - self.started).num_milliseconds() as f64 / 1000.0;
-        if secs > 0.0 { self.bytes as f64 / secs } else { 0.0 }
+        let moved = self.bytes.saturating_sub(self.resumed_from.unwrap_or(0));
+        if secs > 0.0 { moved as f64 / secs } else { 0.0 }
     }
 
     pub fn eta_secs(&self) -> Option<u64> {
@@ -189,6 +192,8 @@ pub struct ReceivedRow {
     pub failure: Option<String>,
     /// The saved file (or the kept `.part`).
     pub path: Option<String>,
+    /// A failed row that a later resume completed: the row now opens that file.
+    pub superseded: bool,
 }
 
 impl ReceivedRow {
@@ -203,6 +208,7 @@ impl ReceivedRow {
             size: r.size,
             failure: None,
             path: Some(r.path),
+            superseded: false,
         }
     }
 
@@ -498,30 +504,35 @@ impl App {
                 device,
                 name,
                 size,
+                resumed_from,
             } => {
+                let held = resumed_from.unwrap_or(0);
                 self.transfers.push(TransferRow {
                     conn,
                     device: device.clone(),
                     name: name.clone(),
                     size,
-                    bytes: 0,
+                    bytes: held,
                     started: ts,
                     updated: ts,
+                    resumed_from,
                 });
                 if let Some(d) = self.device_mut(conn) {
                     d.state = DeviceState::Receiving {
                         name: name.clone(),
-                        bytes: 0,
+                        bytes: held,
                         size,
                     };
                 }
                 let size = size.map_or_else(|| "size unknown".into(), human_bytes);
+                let resumed =
+                    resumed_from.map_or_else(String::new, |r| format!(", resumed at {}", human_bytes(r)));
                 self.log(
                     ts,
                     Some(conn),
                     &device,
                     EntryKind::System,
-                    format!("sending {name} ({size})"),
+                    format!("sending {name} ({size}{resumed})"),
                 );
             }
             EventKind::FileProgress {
@@ -552,6 +563,17 @@ impl App {
                 self.end_transfer(conn, &name);
                 self.files_saved += 1;
                 self.bytes_saved += size;
+                // Earlier failures of this file (interrupted, then resumed) are
+                // superseded: their rows open the completed file.
+                for row in self.received.iter_mut().filter(|r| {
+                    r.failure.is_some()
+                        && r.device == device
+                        && r.path.as_deref().is_some_and(|p| p.ends_with(".part"))
+                        && r.name == name
+                }) {
+                    row.superseded = true;
+                    row.path = Some(path.clone());
+                }
                 self.push_received(ReceivedRow {
                     time: ts.format("%m-%d %H:%M").to_string(),
                     device: device.clone(),
@@ -559,6 +581,7 @@ impl App {
                     size,
                     failure: None,
                     path: Some(path),
+                    superseded: false,
                 });
                 self.log(
                     ts,
@@ -588,6 +611,7 @@ impl App {
                     size,
                     failure: Some(reason.clone()),
                     path: part,
+                    superseded: false,
                 });
                 self.log(
                     ts,

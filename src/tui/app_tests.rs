@@ -66,6 +66,7 @@ fn file_started(app: &mut App, secs: i64, conn: ConnId, name: &str, file: &str, 
             device: name.into(),
             name: file.into(),
             size,
+            resumed_from: None,
         },
     ));
 }
@@ -1510,4 +1511,60 @@ fn the_hex_preview_pages_through_the_whole_file() {
     );
     assert!(key(&mut app, KeyCode::PageUp).is_empty(), "already at the start");
     assert!(app.preview.is_some(), "paging keeps the preview open");
+}
+
+#[test]
+fn a_resumed_transfer_says_where_it_resumed() {
+    let mut app = three_devices();
+    app.on_event(ev(
+        30,
+        EventKind::FileStarted {
+            conn: 1,
+            device: "cam-1".into(),
+            name: "big.bin".into(),
+            size: Some(100 << 20),
+            resumed_from: Some(55 << 20),
+        },
+    ));
+    assert!(
+        conversation_texts(&app, 1)
+            .iter()
+            .any(|t| t == "sending big.bin (100 MiB, resumed at 55 MiB)"),
+        "{:?}",
+        conversation_texts(&app, 1)
+    );
+    let t = &app.transfers[0];
+    assert_eq!((t.bytes, t.resumed_from), (55 << 20, Some(55 << 20)));
+    file_progress(&mut app, 32, 1, "cam-1", "big.bin", 65 << 20);
+    // The rate counts only what came since the resume: 10 MiB in 2 s.
+    let rate = app.transfers[0].rate();
+    assert!((rate - (5 << 20) as f64).abs() < 1.0, "{rate}");
+}
+
+#[test]
+fn a_failed_row_that_a_resume_completed_is_superseded_and_opens_the_file() {
+    let mut app = three_devices();
+    file_started(&mut app, 10, 1, "cam-1", "big.bin", Some(1000));
+    app.on_event(ev(
+        11,
+        EventKind::FileFailed {
+            conn: 1,
+            device: "cam-1".into(),
+            name: "big.bin".into(),
+            reason: "interrupted".into(),
+            part: Some("/r/cam-1/big.bin.part".into()),
+        },
+    ));
+    file_saved(&mut app, 20, 1, "cam-1", "big.bin", 1000);
+    let failed = app.received.iter().find(|r| r.failure.is_some()).unwrap();
+    assert!(failed.superseded);
+    let saved_path = app.received[0].path.clone();
+    assert_eq!(failed.path, saved_path);
+    // Enter on the superseded row previews the completed file.
+    app.focus = Focus::Received;
+    app.received_selected = 1;
+    assert_eq!(
+        key(&mut app, KeyCode::Enter),
+        vec![Action::Preview(saved_path.unwrap())]
+    );
 }

@@ -550,6 +550,7 @@ impl Session {
                 device: self.device.clone(),
                 name: name.clone(),
                 size,
+                resumed_from: (held > 0).then_some(held),
             })
             .await;
         if let Mode::Frames(state) = &mut self.mode {

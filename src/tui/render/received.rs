@@ -64,6 +64,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         .take(visible)
         .map(|(i, r)| {
             let (status, status_style) = match &r.failure {
+                _ if r.superseded => ("superseded by a resume".to_string(), theme.muted()),
                 None => ("saved".to_string(), theme.fg(theme.ok)),
                 Some(why) if wide => (
                     fit(&format!("failed: {}", for_terminal(why)), status_width as usize),

@@ -58,6 +58,7 @@ fn started(conn: ConnId, device: &str, name: &str, size: Option<u64>) -> EventKi
         device: device.into(),
         name: name.into(),
         size,
+        resumed_from: None,
     }
 }
 

@@ -58,7 +58,10 @@ fn label<'a>(t: &TransferRow, width: usize, theme: &Theme) -> Line<'a> {
     let eta = t
         .eta_secs()
         .map_or(String::new(), |s| format!(" ETA {}", duration_short(s as i64)));
-    let name = format!("{} {}", for_terminal(&t.device), for_terminal(&t.name));
+    let resumed = t
+        .resumed_from
+        .map_or_else(String::new, |r| format!(" (resumed at {})", human_bytes(r)));
+    let name = format!("{} {}{resumed}", for_terminal(&t.device), for_terminal(&t.name));
     // The name comes first: what is shown after it shrinks to leave it room.
     let full = format!(" {amount} {}{eta}", rate(t.rate()));
     let tail = if width.saturating_sub(full.chars().count()) >= 16 {
