@@ -108,6 +108,16 @@ fn render_bar(frame: &mut Frame, area: Rect, t: &TransferRow, app: &App, theme: 
     }
 }
 
+/// The last `width` samples, padded with zeros on the left, so every sparkline
+/// ends at the same column: the same second is in the same column in all of them
+/// (a device seen for 10 s must not start where the console's history starts).
+fn right_aligned(data: &[u64], width: usize) -> Vec<u64> {
+    let shown = &data[data.len().saturating_sub(width)..];
+    let mut out = vec![0; width - shown.len()];
+    out.extend_from_slice(shown);
+    out
+}
+
 fn render_history(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let selected = app.selected_device();
     let rows = if selected.is_some() && area.height >= 4 {
@@ -122,8 +132,7 @@ fn render_history(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             Paragraph::new(Span::styled(fit(&title, 19), theme.muted())),
             label,
         );
-        let width = spark.width as usize;
-        let data: Vec<u64> = data.iter().rev().take(width).rev().copied().collect();
+        let data = right_aligned(&data, spark.width as usize);
         frame.render_widget(
             Sparkline::default().data(&data).style(theme.fg(theme.sparkline)),
             spark,
@@ -147,5 +156,24 @@ fn render_history(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             format!("{} {}", for_terminal(&d.name), rate(d.rate_in as f64)),
             history,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::right_aligned;
+
+    #[test]
+    fn sparklines_share_one_time_axis() {
+        // The console's 6 seconds and a device seen for the last 2 of them.
+        let all = right_aligned(&[1, 2, 3, 4, 5, 9], 8);
+        let device = right_aligned(&[4, 9], 8);
+        assert_eq!(all, [0, 0, 1, 2, 3, 4, 5, 9]);
+        assert_eq!(device, [0, 0, 0, 0, 0, 0, 4, 9]);
+        assert_eq!(
+            all.iter().position(|&v| v == 9),
+            device.iter().position(|&v| v == 9)
+        );
+        assert_eq!(right_aligned(&[1, 2, 3], 2), [2, 3]);
     }
 }
