@@ -279,6 +279,8 @@ pub struct App {
     pub filter: Option<String>,
     /// `/view text|hex` (F4).
     pub view: crate::console::ViewMode,
+    /// Lines the help overlay is scrolled down (it may be taller than the screen).
+    pub help_scroll: u16,
     /// The last bytes each device sent, for the hex view.
     pub raw_in: HashMap<ConnId, RawBytes>,
     /// The hex preview's window: where it starts in the file, and the file's size.
@@ -314,6 +316,7 @@ impl App {
     pub fn new(now: DateTime<Local>) -> Self {
         Self {
             now,
+            help_scroll: 0,
             preview_offset: 0,
             preview_total: 0,
             raw_in: HashMap::new(),
@@ -869,6 +872,13 @@ impl App {
                 self.show_help = false;
                 return Vec::new();
             }
+            match key.code {
+                KeyCode::Down => self.help_scroll = self.help_scroll.saturating_add(1),
+                KeyCode::Up => self.help_scroll = self.help_scroll.saturating_sub(1),
+                KeyCode::PageDown => self.help_scroll = self.help_scroll.saturating_add(10),
+                KeyCode::PageUp => self.help_scroll = self.help_scroll.saturating_sub(10),
+                _ => {}
+            }
             if !typed {
                 return Vec::new();
             }
@@ -910,6 +920,7 @@ impl App {
         match key.code {
             KeyCode::F(1) => {
                 self.show_help = true;
+                self.help_scroll = 0;
                 return Vec::new();
             }
             KeyCode::F(2) => {
@@ -1188,6 +1199,7 @@ impl App {
                 match crate::console::parse(&line) {
                     Ok(crate::console::Request::Help) => {
                         self.show_help = true;
+                        self.help_scroll = 0;
                         return Vec::new();
                     }
                     // The pane's own commands: handled here, not by the engine.
@@ -1220,6 +1232,7 @@ impl App {
             }
             KeyCode::Char('?') if self.input.value().is_empty() => {
                 self.show_help = true;
+                self.help_scroll = 0;
                 Vec::new()
             }
             KeyCode::Up => {

@@ -1568,3 +1568,20 @@ fn a_failed_row_that_a_resume_completed_is_superseded_and_opens_the_file() {
         vec![Action::Preview(saved_path.unwrap())]
     );
 }
+
+#[test]
+fn the_help_scrolls_with_arrows_and_pages_and_a_letter_still_closes_it() {
+    let mut app = new_app();
+    key(&mut app, KeyCode::F(1));
+    key(&mut app, KeyCode::Down);
+    key(&mut app, KeyCode::PageDown);
+    assert!(app.show_help);
+    assert_eq!(app.help_scroll, 11);
+    key(&mut app, KeyCode::PageUp);
+    assert_eq!(app.help_scroll, 1);
+    type_str(&mut app, "x");
+    assert!(!app.show_help);
+    assert_eq!(app.input.value(), "x");
+    key(&mut app, KeyCode::F(1));
+    assert_eq!(app.help_scroll, 0, "opens at the top");
+}

@@ -35,7 +35,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("Ctrl-C", "quit (asks first while a transfer is in flight)"),
 ];
 
-pub fn render(frame: &mut Frame, area: Rect, _app: &App, theme: &Theme) {
+pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let mut lines = vec![Line::from(Span::styled("Keys", theme.title(true)))];
     for (key, what) in KEYS {
         lines.push(Line::from(vec![
@@ -57,6 +57,15 @@ pub fn render(frame: &mut Frame, area: Rect, _app: &App, theme: &Theme) {
     let height = lines.len() as u16 + 2;
     let popup = centered(area, 90, height);
     frame.render_widget(Clear, popup);
-    let block = pane_block(" Help · Esc closes ", true, theme).style(theme.base());
-    frame.render_widget(Paragraph::new(lines).block(block), popup);
+    // Taller than the screen: ↑/↓ and PgUp/PgDn scroll it.
+    let room = popup.height.saturating_sub(2);
+    let most = (lines.len() as u16).saturating_sub(room);
+    let scroll = app.help_scroll.min(most);
+    let title = if most > 0 {
+        format!(" Help · Esc closes · ↑/↓ PgUp/PgDn scroll ({}/{}) ", scroll, most)
+    } else {
+        " Help · Esc closes ".to_string()
+    };
+    let block = pane_block(title, true, theme).style(theme.base());
+    frame.render_widget(Paragraph::new(lines).block(block).scroll((scroll, 0)), popup);
 }
