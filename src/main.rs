@@ -60,6 +60,7 @@ fn init_tracing(full_screen: bool) {
         let _ = tui_logger::init_logger(tui_logger::LevelFilter::Info);
         let _ = tracing_subscriber::registry()
             .with(tui_logger::TuiTracingSubscriberLayer)
+            .with(benchlink::tui::log_count::LogCounter)
             .try_init();
     } else {
         // Colours only for a person at a terminal: a log file or a pipe gets plain text.

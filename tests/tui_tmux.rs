@@ -402,7 +402,7 @@ fn tui_in_tmux_end_to_end() {
     // F1 opens the help; Esc closes it.
     tmux.key(SESSION, "F1");
     tmux.wait_screen(SESSION, "the help overlay", |s| {
-        s.contains("Help · Esc closes") && s.contains("this help (? when the prompt is empty)")
+        s.contains("Help · Esc closes") && s.contains("next pane (completes while typing)")
     });
     tmux.key(SESSION, "Escape");
     let screen = tmux.wait_screen(SESSION, "the help overlay closed", |s| {

@@ -3,7 +3,9 @@
 
 pub mod app;
 pub mod find;
+pub mod keymap;
 pub mod layout;
+pub mod log_count;
 pub mod render;
 pub mod theme;
 
@@ -155,8 +157,8 @@ async fn event_loop(
 ) -> io::Result<()> {
     let mut app = App::new(Local::now());
     app.macro_keys = macros;
-    app.lan = lan;
-    app.history = load_history();
+    app.model.lan = lan;
+    app.prompt.history = load_history();
     let mut terminal_events = EventStream::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -173,15 +175,12 @@ async fn event_loop(
         if dirty && Instant::now() >= next_draw {
             let size = terminal.size()?;
             app.screen = Rect::new(0, 0, size.width, size.height);
+            app.log_lines = log_count::logged();
             // The image is encoded for the preview's size; a resize re-encodes it.
             if let Some((img, protocol, area)) = preview_image.as_mut() {
                 let wanted = preview_inner(app.screen);
                 if *area != wanted {
-                    if let Ok(p) = picker.new_protocol(
-                        img.clone(),
-                        Size::new(wanted.width, wanted.height),
-                        Resize::Scale(None),
-                    ) {
+                    if let Ok(p) = scaled_image(&picker, img.clone(), app.screen) {
                         *protocol = p;
                     }
                     *area = wanted;
@@ -239,7 +238,7 @@ async fn event_loop(
                     preview.content = match loaded {
                         Loaded::Image(img) => {
                             let area = preview_inner(app.screen);
-                            match picker.new_protocol(img.clone(), Size::new(area.width, area.height), Resize::Scale(None)) {
+                            match scaled_image(&picker, img.clone(), app.screen) {
                                 Ok(protocol) => {
                                     let content = PreviewContent::Image { width: img.width(), height: img.height() };
                                     preview_image = Some((img, protocol, area));
@@ -249,8 +248,8 @@ async fn event_loop(
                             }
                         }
                         Loaded::Bytes(bytes, offset, total) => {
-                            app.preview_offset = offset;
-                            app.preview_total = total;
+                            preview.offset = offset;
+                            preview.total = total;
                             PreviewContent::Hex(bytes)
                         }
                         Loaded::Failed(why) => PreviewContent::Failed(why),
@@ -303,8 +302,8 @@ async fn event_loop(
                     });
                 }
                 Action::Quit => {
-                    if app.stopped.is_some() {
-                        save_history(&app.history);
+                    if app.model.stopped.is_some() {
+                        save_history(&app.prompt.history);
                         return Ok(());
                     }
                     if quitting.is_none() {
@@ -318,8 +317,19 @@ async fn event_loop(
             }
         }
     }
-    save_history(&app.history);
+    save_history(&app.prompt.history);
     Ok(())
+}
+
+/// The image encoded to fill the preview of a `screen`-sized terminal, scaled
+/// up or down with its aspect ratio kept.
+pub fn scaled_image(
+    picker: &Picker,
+    img: image::DynamicImage,
+    screen: Rect,
+) -> Result<Protocol, ratatui_image::errors::Errors> {
+    let area = preview_inner(screen);
+    picker.new_protocol(img, Size::new(area.width, area.height), Resize::Scale(None))
 }
 
 fn preview_inner(screen: Rect) -> Rect {

@@ -25,11 +25,11 @@ const COLUMNS: &[(&str, u16)] = &[
 
 pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let focused = app.focus == Focus::Connections;
-    let title = format!(" Connections ({}) ", app.live_devices());
+    let title = format!(" Connections ({}) ", app.model.live_devices());
     let block = pane_block(title, focused, theme);
     let inner = block.inner(area);
     frame.render_widget(block, area);
-    if app.devices.is_empty() {
+    if app.model.devices.is_empty() {
         let hint = Line::from(Span::styled("waiting for devices…", theme.muted()));
         frame.render_widget(Paragraph::new(hint), inner);
         return;
@@ -62,9 +62,13 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         })
         .collect();
     let visible = inner.height.saturating_sub(1) as usize;
-    let selected = app.selected.and_then(|c| app.device_position(c));
+    let selected = app
+        .connections
+        .selected
+        .and_then(|c| app.model.device_position(c));
     let offset = list_offset(selected.unwrap_or(0), visible);
     let rows = app
+        .model
         .devices
         .iter()
         .enumerate()
@@ -92,7 +96,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
 
 fn cells(d: &DeviceRow, app: &App) -> Vec<String> {
     let state = match (&d.state, d.gone_at) {
-        (_, Some(t)) => format!("gone {}", duration_short((app.now - t).num_seconds())),
+        (_, Some(t)) => format!("gone {}", duration_short((app.model.now - t).num_seconds())),
         (DeviceState::Idle, None) => "idle".into(),
         (DeviceState::Receiving { name, bytes, size }, None) => match size {
             // The number first: a narrow column cuts the name, not the progress.
@@ -100,7 +104,7 @@ fn cells(d: &DeviceRow, app: &App) -> Vec<String> {
             _ => format!("{} {}", human_bytes(*bytes), for_terminal(name)),
         },
     };
-    let up = d.gone_at.unwrap_or(app.now) - d.since;
+    let up = d.gone_at.unwrap_or(app.model.now) - d.since;
     vec![
         for_terminal(&d.name).into_owned(),
         state,

@@ -20,7 +20,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     if area.height == 0 {
         return;
     }
-    let whose = if app.show_all {
+    let whose = if app.conversation.show_all {
         "all devices".to_string()
     } else {
         app.selected_device().map_or_else(
@@ -28,21 +28,21 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             |d| for_terminal(&d.name).into_owned(),
         )
     };
-    let mut scrolled = if app.scroll > 0 {
-        format!(" ↑{} (End follows) ", app.scroll)
+    let mut scrolled = if app.conversation.scroll > 0 {
+        format!(" ↑{} (End follows) ", app.conversation.scroll)
     } else {
         String::new()
     };
-    if app.view == crate::console::ViewMode::Hex {
+    if app.conversation.view == crate::console::ViewMode::Hex {
         scrolled.push_str("· hex (F4 text) ");
     }
-    if let Some(f) = &app.filter {
+    if let Some(f) = &app.conversation.filter {
         scrolled.push_str(&format!("· filter {:?} ", for_terminal(f)));
     }
-    if let Some(f) = &app.find {
+    if let Some(f) = &app.conversation.find {
         scrolled.push_str(&format!("· find {:?} (Ctrl-N/P, Esc) ", for_terminal(&f.needle)));
     }
-    if !app.wrap {
+    if !app.conversation.wrap {
         scrolled.push_str("· no wrap (w) ");
     }
     let (inner, bordered) = if area.height >= 3 && area.width >= 10 {
@@ -59,7 +59,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     };
     let Some(entries) = app.visible_conversation() else {
         if bordered {
-            let hint = if app.devices.is_empty() {
+            let hint = if app.model.devices.is_empty() {
                 "No device yet. Point a board at an address above."
             } else {
                 "Select a device (↑/↓ in Connections), or F2 for all."
@@ -68,7 +68,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         }
         return;
     };
-    if app.view == crate::console::ViewMode::Hex {
+    if app.conversation.view == crate::console::ViewMode::Hex {
         let shown = hex::render_rows(app, inner.height as usize, inner.width as usize, theme);
         frame.render_widget(Paragraph::new(shown), inner);
         return;
@@ -89,9 +89,15 @@ fn visible_rows<'a>(
     if height == 0 {
         return Vec::new();
     }
-    let needle = app.find.as_ref().map(|f| f.needle.as_str());
-    let keep = |e: &Entry| app.filter.as_ref().is_none_or(|f| find::contains(&e.text, f));
+    let needle = app.conversation.find.as_ref().map(|f| f.needle.as_str());
+    let keep = |e: &Entry| {
+        app.conversation
+            .filter
+            .as_ref()
+            .is_none_or(|f| find::contains(&e.text, f))
+    };
     if let Some(current) = app
+        .conversation
         .find
         .as_ref()
         .and_then(|f| f.current)
@@ -101,7 +107,12 @@ fn visible_rows<'a>(
     }
     // The tail, minus the entries scrolled back; only what fits is built.
     let mut rows: Vec<Line> = Vec::new();
-    for e in entries.iter().rev().filter(|e| keep(e)).skip(app.scroll) {
+    for e in entries
+        .iter()
+        .rev()
+        .filter(|e| keep(e))
+        .skip(app.conversation.scroll)
+    {
         let mut lines = entry_rows(e, app, width, needle, false, theme);
         lines.reverse();
         rows.extend(lines);
@@ -125,8 +136,13 @@ fn found_rows<'a>(
     width: usize,
     theme: &Theme,
 ) -> Vec<Line<'a>> {
-    let needle = app.find.as_ref().map(|f| f.needle.as_str());
-    let keep = |e: &Entry| app.filter.as_ref().is_none_or(|f| find::contains(&e.text, f));
+    let needle = app.conversation.find.as_ref().map(|f| f.needle.as_str());
+    let keep = |e: &Entry| {
+        app.conversation
+            .filter
+            .as_ref()
+            .is_none_or(|f| find::contains(&e.text, f))
+    };
     let found = entry_rows(&entries[current], app, width, needle, true, theme);
     // The first row that holds part of the match (drawn in the selection style).
     let first_match = found
@@ -168,13 +184,13 @@ fn entry_rows<'a>(
     current: bool,
     theme: &Theme,
 ) -> Vec<Line<'a>> {
-    let ts = if app.millis {
+    let ts = if app.conversation.millis {
         e.ts.format("%H:%M:%S%.3f ").to_string()
     } else {
         e.ts.format("%H:%M:%S ").to_string()
     };
     let device = for_terminal(&e.device);
-    let show_device = app.show_all;
+    let show_device = app.conversation.show_all;
     let (marker, style) = match e.kind {
         EntryKind::In if show_device => (format!("{device}: "), theme.fg(theme.incoming)),
         EntryKind::In => ("◂ ".to_string(), theme.fg(theme.incoming)),
@@ -194,13 +210,13 @@ fn entry_rows<'a>(
         theme.fg(theme.system).add_modifier(Modifier::REVERSED)
     };
     let room = width.saturating_sub(indent).max(1);
-    let chunks: Vec<(usize, usize)> = if app.wrap {
+    let chunks: Vec<(usize, usize)> = if app.conversation.wrap {
         (0..text.len().max(1))
             .step_by(room)
             .map(|a| (a, (a + room).min(text.len())))
             .collect()
     } else {
-        let a = app.hscroll.min(text.len());
+        let a = app.conversation.hscroll.min(text.len());
         vec![(a, (a + room).min(text.len()))]
     };
     chunks

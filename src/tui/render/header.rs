@@ -14,7 +14,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     // First what a board's AT+CIPSTART needs: each listener's protocol and the
     // addresses to reach it (LAN addresses for a wildcard listener).
     let mut first = vec![Span::styled(" benchlink ", theme.header()), Span::raw(" ")];
-    for (addr, protocol) in &app.listeners {
+    for (addr, protocol) in &app.model.listeners {
         first.push(Span::styled(format!("{protocol} "), theme.muted()));
         first.push(Span::styled(
             format!("{}  ", reachable_at(addr, app).join(" ")),
@@ -23,18 +23,21 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     }
     let second = vec![
         Span::styled(" files ", theme.muted()),
-        Span::styled(for_terminal(&app.dir).into_owned(), theme.fg(theme.foreground)),
+        Span::styled(
+            for_terminal(&app.model.dir).into_owned(),
+            theme.fg(theme.foreground),
+        ),
         Span::styled(
             format!(
                 "   {} device(s)  {} file(s)  {}  ",
-                app.live_devices(),
-                app.files_saved,
-                human_bytes(app.bytes_saved)
+                app.model.live_devices(),
+                app.model.files_saved,
+                human_bytes(app.model.bytes_saved)
             ),
             theme.muted(),
         ),
         Span::styled(
-            format!("rx {}", rate(app.rate_in as f64)),
+            format!("rx {}", rate(app.model.rate_in as f64)),
             theme.fg(theme.incoming),
         ),
     ];
@@ -47,8 +50,8 @@ pub fn render_tiny(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         Span::styled(
             format!(
                 " {} dev · rx {} · F1",
-                app.live_devices(),
-                rate(app.rate_in as f64)
+                app.model.live_devices(),
+                rate(app.model.rate_in as f64)
             ),
             theme.muted(),
         ),
@@ -62,12 +65,18 @@ fn reachable_at(addr: &str, app: &App) -> Vec<String> {
     let Some((host, port)) = addr.rsplit_once(':') else {
         return vec![addr.to_string()];
     };
-    if !(host == "0.0.0.0" || host == "[::]") || app.lan.is_empty() {
+    if !(host == "0.0.0.0" || host == "[::]") || app.model.lan.is_empty() {
         return vec![addr.to_string()];
     }
-    let mut out: Vec<String> = app.lan.iter().take(2).map(|ip| format!("{ip}:{port}")).collect();
-    if app.lan.len() > 2 {
-        out.push(format!("(+{})", app.lan.len() - 2));
+    let mut out: Vec<String> = app
+        .model
+        .lan
+        .iter()
+        .take(2)
+        .map(|ip| format!("{ip}:{port}"))
+        .collect();
+    if app.model.lan.len() > 2 {
+        out.push(format!("(+{})", app.model.lan.len() - 2));
     }
     out
 }

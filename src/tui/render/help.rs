@@ -1,4 +1,5 @@
-//! The help overlay (F1, or `?` on an empty prompt): every key and command.
+//! The help overlay (F1, or `?` on an empty prompt): every key (from the
+//! keymap) and every command.
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -8,41 +9,33 @@ use ratatui::widgets::{Clear, Paragraph};
 use super::{centered, pane_block};
 use crate::console::COMMANDS;
 use crate::tui::app::App;
+use crate::tui::keymap;
 use crate::tui::theme::Theme;
-
-pub const KEYS: &[(&str, &str)] = &[
-    ("F1, ?", "this help (? when the prompt is empty)"),
-    ("Tab / Shift-Tab", "move focus between the prompt and the panes"),
-    ("Esc", "back to the prompt; close overlays"),
-    (
-        "↑/↓, j/k",
-        "move in lists; scroll the conversation; prompt history",
-    ),
-    (
-        "Home/End, g/G",
-        "first / last; End follows the conversation again",
-    ),
-    ("PgUp/PgDn, wheel", "scroll the conversation"),
-    ("Enter", "prompt: send; received: preview the file"),
-    ("y / i", "copy a path or line (clipboard) / path into the prompt"),
-    ("Tab (typing)", "complete /commands and device names"),
-    ("F2, a", "conversation of all devices / the selected one"),
-    ("F3, F4", "show or hide the log; conversation as text or hex"),
-    ("w, t", "conversation: wrap long lines; milliseconds"),
-    ("Ctrl-F, Ctrl-N/P", "find (/find TEXT), next older / newer match"),
-    ("F5 .. F12", "macros from config.toml"),
-    ("mouse", "click to focus and select, wheel to scroll"),
-    ("Ctrl-C", "quit (asks first while a transfer is in flight)"),
-];
 
 pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let mut lines = vec![Line::from(Span::styled("Keys", theme.title(true)))];
-    for (key, what) in KEYS {
+    // From the keymap, grouped by where the keys work.
+    let mut scope = None;
+    for binding in keymap::help_rows() {
+        if scope != Some(binding.scope) {
+            scope = Some(binding.scope);
+            lines.push(Line::from(Span::styled(
+                format!(" {}", binding.scope.title()),
+                theme.fg(theme.system),
+            )));
+        }
         lines.push(Line::from(vec![
-            Span::styled(format!("  {key:<18}"), theme.key()),
-            Span::styled(*what, theme.fg(theme.foreground)),
+            Span::styled(format!("  {:<20}", binding.label), theme.key()),
+            Span::styled(binding.help, theme.fg(theme.foreground)),
         ]));
     }
+    lines.push(Line::from(vec![
+        Span::styled(format!("  {:<20}", "mouse"), theme.key()),
+        Span::styled(
+            "click to focus and select, wheel to scroll",
+            theme.fg(theme.foreground),
+        ),
+    ]));
     lines.push(Line::raw(""));
     lines.push(Line::from(Span::styled(
         "Commands (plain text goes to the selected device; // sends a leading /)",
@@ -60,7 +53,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     // Taller than the screen: ↑/↓ and PgUp/PgDn scroll it.
     let room = popup.height.saturating_sub(2);
     let most = (lines.len() as u16).saturating_sub(room);
-    let scroll = app.help_scroll.min(most);
+    let scroll = app.help.scroll.min(most);
     let title = if most > 0 {
         format!(" Help · Esc closes · ↑/↓ PgUp/PgDn scroll ({}/{}) ", scroll, most)
     } else {

@@ -8,8 +8,8 @@ use crate::tui::app::App;
 use crate::tui::theme::Theme;
 
 pub fn render_rows<'a>(app: &App, height: usize, width: usize, theme: &Theme) -> Vec<Line<'a>> {
-    let Some(raw) = app.selected.and_then(|c| app.raw_in.get(&c)) else {
-        let hint = if app.show_all {
+    let Some(raw) = app.connections.selected.and_then(|c| app.model.raw_in.get(&c)) else {
+        let hint = if app.conversation.show_all {
             "The hex view shows one device: select it (F2 for one device)."
         } else {
             "No bytes from this device yet."
@@ -19,7 +19,7 @@ pub fn render_rows<'a>(app: &App, height: usize, width: usize, theme: &Theme) ->
     // 16 bytes a row need 77 columns; narrower panes get 8.
     let per_row = if width >= 77 { 16 } else { 8 };
     let total_rows = raw.bytes.len().div_ceil(per_row);
-    let end = total_rows.saturating_sub(app.scroll);
+    let end = total_rows.saturating_sub(app.conversation.scroll);
     let start = end.saturating_sub(height);
     (start..end)
         .map(|row| {

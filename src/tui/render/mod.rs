@@ -36,7 +36,7 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, image: Option<&Protocol
         header::render_tiny(frame, panes.header, app, theme);
         conversation::render(frame, panes.conversation, app, theme);
         // The last answer takes the conversation's bottom row: errors stay visible.
-        if app.notice.is_some() && panes.conversation.height > 0 {
+        if app.prompt.notice.is_some() && panes.conversation.height > 0 {
             let c = panes.conversation;
             prompt::render_notice(frame, Rect::new(c.x, c.bottom() - 1, c.width, 1), app, theme);
         }
@@ -65,7 +65,7 @@ fn render_overlays(frame: &mut Frame, area: Rect, app: &App, theme: &Theme, imag
     } else if app.overlay.is_some() {
         overlay::render_reply(frame, area, app, theme);
     }
-    if app.show_help {
+    if app.help.open {
         help::render(frame, area, app, theme);
     }
 }

@@ -40,7 +40,7 @@ pub fn render_preview(frame: &mut Frame, area: Rect, app: &App, theme: &Theme, i
     let popup = preview_area(area);
     frame.render_widget(Clear, popup);
     let window = match &preview.content {
-        PreviewContent::Hex(bytes) if app.preview_total > 0 => {
+        PreviewContent::Hex(bytes) if preview.total > 0 => {
             let rows = popup.height.saturating_sub(2) as u64;
             let per_line = if popup.width.saturating_sub(2) >= 78 {
                 16
@@ -50,9 +50,9 @@ pub fn render_preview(frame: &mut Frame, area: Rect, app: &App, theme: &Theme, i
             let shown = (bytes.len() as u64).min(rows * per_line);
             format!(
                 "· bytes {}-{} of {} (PgUp/PgDn) ",
-                app.preview_offset,
-                (app.preview_offset + shown).saturating_sub(1),
-                app.preview_total
+                preview.offset,
+                (preview.offset + shown).saturating_sub(1),
+                preview.total
             )
         }
         _ => String::new(),
@@ -66,7 +66,20 @@ pub fn render_preview(frame: &mut Frame, area: Rect, app: &App, theme: &Theme, i
             frame.render_widget(Paragraph::new(Span::styled("loading…", theme.muted())), inner);
         }
         PreviewContent::Image { width, height } => match image {
-            Some(protocol) => frame.render_widget(Image::new(protocol), inner),
+            Some(protocol) => {
+                // Centred in the pop-up (the scaling keeps the aspect ratio, so one
+                // side has room to spare).
+                let size = protocol.size();
+                let width = size.width.min(inner.width);
+                let height = size.height.min(inner.height);
+                let at = Rect::new(
+                    inner.x + (inner.width - width) / 2,
+                    inner.y + (inner.height - height) / 2,
+                    width,
+                    height,
+                );
+                frame.render_widget(Image::new(protocol), at);
+            }
             None => {
                 let text = format!("{width}x{height} image");
                 frame.render_widget(Paragraph::new(Span::styled(text, theme.muted())), inner);
@@ -78,9 +91,7 @@ pub fn render_preview(frame: &mut Frame, area: Rect, app: &App, theme: &Theme, i
                 .chunks(per_line)
                 .take(inner.height as usize)
                 .enumerate()
-                .map(|(i, chunk)| {
-                    hex_line(app.preview_offset as usize + i * per_line, chunk, per_line, theme)
-                })
+                .map(|(i, chunk)| hex_line(preview.offset as usize + i * per_line, chunk, per_line, theme))
                 .collect();
             frame.render_widget(Paragraph::new(lines), inner);
         }

@@ -6,12 +6,14 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use super::{fit, key_hint, pane_block};
+use crate::console::ViewMode;
 use crate::text::for_terminal;
 use crate::tui::app::{App, Focus};
+use crate::tui::keymap::{self, Act, Scope};
 use crate::tui::theme::Theme;
 
 pub fn render_notice(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
-    if let Some(notice) = &app.notice {
+    if let Some(notice) = &app.prompt.notice {
         let style = if notice.ok {
             theme.fg(theme.ok)
         } else {
@@ -19,7 +21,7 @@ pub fn render_notice(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         };
         let text = fit(&for_terminal(&notice.text), area.width as usize);
         frame.render_widget(Paragraph::new(Span::styled(text, style)), area);
-    } else if let Some(reason) = &app.stopped {
+    } else if let Some(reason) = &app.model.stopped {
         let text = format!("stopped: {}", for_terminal(reason));
         frame.render_widget(Paragraph::new(Span::styled(text, theme.fg(theme.warning))), area);
     }
@@ -42,8 +44,8 @@ pub fn render_prompt(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let label_width = label.chars().count().min(inner.width as usize / 2);
     let label = fit(&label, label_width);
     let room = (inner.width as usize).saturating_sub(label_width + 1);
-    let scroll = app.input.visual_scroll(room);
-    let value: String = for_terminal(app.input.value())
+    let scroll = app.prompt.input.visual_scroll(room);
+    let value: String = for_terminal(app.prompt.input.value())
         .chars()
         .skip(scroll)
         .take(room)
@@ -53,28 +55,51 @@ pub fn render_prompt(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         Span::styled(value, theme.fg(theme.foreground)),
     ]);
     frame.render_widget(Paragraph::new(line), inner);
-    if focused && !app.show_help && app.preview.is_none() && app.overlay.is_none() {
-        let x = inner.x + (label_width + app.input.visual_cursor().saturating_sub(scroll)) as u16;
+    if focused && !app.help.open && app.preview.is_none() && app.overlay.is_none() {
+        let x = inner.x + (label_width + app.prompt.input.visual_cursor().saturating_sub(scroll)) as u16;
         frame.set_cursor_position(Position::new(x.min(inner.right().saturating_sub(1)), inner.y));
     }
 }
 
 pub fn render_hints(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
-    let mut spans = Vec::new();
-    spans.extend(key_hint("F1", "help", theme));
-    spans.extend(key_hint("Tab", "focus", theme));
-    spans.extend(key_hint(
-        "F2",
-        if app.show_all { "one device" } else { "all devices" },
-        theme,
-    ));
-    spans.extend(key_hint("F3", "log", theme));
+    // From the keymap: F1 first, the focused pane's keys, the keys that work
+    // anywhere, the macros bound in config.toml, and quit last. What does not fit
+    // goes from the middle, so help and quit always show.
+    let mut hints: Vec<(u8, String, String)> = keymap::hints(app.focus.scope())
+        .filter_map(|b| {
+            let hint = match b.act {
+                Act::ToggleAll if app.conversation.show_all => "one device",
+                Act::ToggleHex if app.conversation.view == ViewMode::Hex => "text",
+                Act::Wrap if app.conversation.wrap => "no wrap",
+                _ => b.hint?,
+            };
+            let rank = match (b.act, b.scope) {
+                (Act::Help, _) => 0,
+                (Act::Quit, _) => 4,
+                (_, Scope::Anywhere) => 3,
+                _ => 1,
+            };
+            Some((rank, b.label.to_string(), hint.to_string()))
+        })
+        .collect();
     for (key, first_line) in &app.macro_keys {
         let shown: String = for_terminal(first_line).chars().take(12).collect();
-        spans.push(Span::styled(key.as_str(), theme.key()));
-        spans.push(Span::styled(format!(" {shown}  "), theme.muted()));
+        hints.push((2, key.clone(), shown));
     }
-    spans.extend(key_hint("PgUp/PgDn", "scroll", theme));
-    spans.extend(key_hint("Ctrl-C", "quit", theme));
+    // Stable: the keymap's order within a rank.
+    hints.sort_by_key(|h| h.0);
+    let width = |h: &[(u8, String, String)]| {
+        h.iter()
+            .map(|(_, k, w)| k.chars().count() + w.chars().count() + 3)
+            .sum::<usize>()
+    };
+    while width(&hints) > area.width as usize && hints.len() > 2 {
+        let drop = hints.len() - 2;
+        hints.remove(drop);
+    }
+    let mut spans = Vec::new();
+    for (_, key, what) in &hints {
+        spans.extend(key_hint(key, what, theme));
+    }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }

@@ -8,20 +8,30 @@ use ratatui::widgets::{Paragraph, Row, Table};
 use super::{fit, pane_block};
 use crate::text::for_terminal;
 use crate::tui::app::{App, Focus, human_bytes};
+use crate::tui::keymap::{self, Scope};
 use crate::tui::layout::list_offset;
 use crate::tui::theme::Theme;
 
 pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let focused = app.focus == Focus::Received;
-    let hint = if focused { " Enter preview · y path " } else { " " };
+    // The pane's own keys, from the keymap (the footer shows them too).
+    let hint = if focused {
+        let keys: Vec<String> = keymap::hints(Scope::Received)
+            .filter(|b| b.scope == Scope::Received)
+            .filter_map(|b| Some(format!("{} {}", b.label, b.hint?)))
+            .collect();
+        format!(" {} ", keys.join(" · "))
+    } else {
+        " ".into()
+    };
     let block = pane_block(
-        format!(" Received ({}){hint}", app.received.len()),
+        format!(" Received ({}){hint}", app.model.received.len()),
         focused,
         theme,
     );
     let inner = block.inner(area);
     frame.render_widget(block, area);
-    if app.received.is_empty() {
+    if app.model.received.is_empty() {
         frame.render_widget(Paragraph::new(Span::styled("no files yet", theme.muted())), inner);
         return;
     }
@@ -54,9 +64,13 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         ]
     };
     let visible = inner.height.saturating_sub(1) as usize;
-    let selected = app.received_selected.min(app.received.len().saturating_sub(1));
+    let selected = app
+        .received
+        .selected
+        .min(app.model.received.len().saturating_sub(1));
     let offset = list_offset(selected, visible);
     let rows = app
+        .model
         .received
         .iter()
         .enumerate()

@@ -87,17 +87,17 @@ fn saved(conn: ConnId, device: &str, name: &str, size: u64) -> EventKind {
 /// No device yet: one listener, the files folder, one LAN address.
 fn empty_console() -> App {
     let mut app = App::new(at(0));
-    app.lan = vec!["192.168.1.50".into()];
+    app.model.lan = vec!["192.168.1.50".into()];
     app.on_event(ev(0, listening("0.0.0.0:9999", "auto")));
     app
 }
 
 /// A minute of a busy bench: three devices (one gone), conversations, a transfer
 /// with a size and a cf one without, received files with a failure, a file from an
-/// earlier run, and a minute of throughput history. `app.now` is 12:01:00.
+/// earlier run, and a minute of throughput history. `app.model.now` is 12:01:00.
 fn busy_console() -> App {
     let mut app = App::new(at(0));
-    app.lan = vec!["192.168.1.50".into()];
+    app.model.lan = vec!["192.168.1.50".into()];
     app.load_received([ReceivedRecord {
         time: at(-86_400).to_rfc3339(),
         device: "cam-1".into(),
@@ -209,12 +209,12 @@ fn busy_console() -> App {
         }
     }
     assert!(events.next().is_none());
-    app.notice = Some(Notice {
+    app.prompt.notice = Some(Notice {
         ok: true,
         text: "sent to cam-1".into(),
     });
-    app.input = tui_input::Input::new("capture 3".into());
-    assert_eq!(app.now, at(60));
+    app.prompt.input = tui_input::Input::new("capture 3".into());
+    assert_eq!(app.model.now, at(60));
     app
 }
 
@@ -259,7 +259,7 @@ fn render(app: &App, width: u16, height: u16, theme: &Theme) -> Terminal<TestBac
 
 /// The screen as text, one quoted line per row (as `TestBackend` shows it).
 ///
-/// A cf transfer's moving block sits where the epoch seconds of `app.now` put it, and
+/// A cf transfer's moving block sits where the epoch seconds of `app.model.now` put it, and
 /// those depend on the machine's time zone; so runs of `█`/`░` that contain a `░`
 /// (only that bar has them) are shown as a plain `░` bar. `the_cf_bar_moves_with_the_clock`
 /// checks the block itself.
@@ -359,7 +359,7 @@ fn busy_console_screen() {
 #[test]
 fn help_overlay() {
     let mut app = busy_console();
-    app.show_help = true;
+    app.help.open = true;
     snapshot("help", &app);
 }
 
@@ -382,7 +382,7 @@ fn list_reply_overlay() {
 #[test]
 fn all_devices_conversation() {
     let mut app = busy_console();
-    app.show_all = true;
+    app.conversation.show_all = true;
     app.focus = crate::tui::app::Focus::Conversation;
     snapshot("all_devices", &app);
 }
@@ -395,6 +395,8 @@ fn hex_preview() {
     app.preview = Some(Preview {
         path: "/home/lab/received/cf-cam/capture.bin".into(),
         content: PreviewContent::Hex(bytes),
+        offset: 0,
+        total: 0,
     });
     snapshot("hex_preview", &app);
 }
@@ -405,6 +407,12 @@ fn hex_preview() {
 fn log_pane() {
     let mut app = busy_console();
     app.show_log = true;
+    // Nothing logged yet: the pane says so.
+    let terminal = render(&app, 80, 24, &Theme::default_theme());
+    let log = Panes::compute(Rect::new(0, 0, 80, 24), true).log;
+    let text = area_text(terminal.backend().buffer(), log);
+    assert!(text.contains("empty: the console's warnings"), "{text}");
+    app.log_lines = 3;
     for (width, height) in [(80u16, 24u16), (140, 42)] {
         let terminal = render(&app, width, height, &Theme::default_theme());
         let log = Panes::compute(Rect::new(0, 0, width, height), true).log;
@@ -441,10 +449,10 @@ fn no_size_and_no_state_panics() {
         f(&mut app);
         states.push(app);
     };
-    with(&|a| a.show_help = true);
+    with(&|a| a.help.open = true);
     with(&|a| a.show_log = true);
-    with(&|a| a.show_all = true);
-    with(&|a| a.scroll = 10_000);
+    with(&|a| a.conversation.show_all = true);
+    with(&|a| a.conversation.scroll = 10_000);
     with(&|a| a.overlay = Some(("/list".into(), list_reply())));
     with(&|a| a.overlay = Some(("/list".into(), "\n\n".into())));
     for content in [
@@ -461,12 +469,14 @@ fn no_size_and_no_state_panics() {
             a.preview = Some(Preview {
                 path: "/p".into(),
                 content: content.clone(),
+                offset: 0,
+                total: 0,
             })
         });
     }
-    with(&|a| a.input = tui_input::Input::new("x".repeat(500)));
+    with(&|a| a.prompt.input = tui_input::Input::new("x".repeat(500)));
     with(&|a| {
-        a.notice = Some(Notice {
+        a.prompt.notice = Some(Notice {
             ok: false,
             text: "e".repeat(500),
         })
@@ -515,7 +525,7 @@ fn device_control_characters_never_reach_the_screen() {
     let mut app = busy_console();
     let name = "evil\u{202e}cam\u{1b}[2J";
     app.on_event(ev(60, connected(9, name, "192.168.1.66:6666", "lines")));
-    app.selected = Some(9);
+    app.connections.selected = Some(9);
     app.on_event(ev(60, said(9, name, Direction::In, HOSTILE)));
     app.on_event(ev(60, said(9, name, Direction::Out, HOSTILE)));
     app.on_event(ev(60, started(9, name, HOSTILE, Some(1000))));
@@ -537,11 +547,11 @@ fn device_control_characters_never_reach_the_screen() {
         },
     ));
     app.tick(at(60));
-    app.input = tui_input::Input::new(HOSTILE.into());
+    app.prompt.input = tui_input::Input::new(HOSTILE.into());
     let theme = Theme::default_theme();
     let mut variants: Vec<(&str, App)> = vec![("selected", app.clone())];
     let mut all = app.clone();
-    all.show_all = true;
+    all.conversation.show_all = true;
     variants.push(("all devices", all));
     let mut overlay = app.clone();
     overlay.overlay = Some((HOSTILE.into(), format!("{HOSTILE}\n{HOSTILE}")));
@@ -550,16 +560,20 @@ fn device_control_characters_never_reach_the_screen() {
     preview.preview = Some(Preview {
         path: HOSTILE.into(),
         content: PreviewContent::Failed(HOSTILE.into()),
+        offset: 0,
+        total: 0,
     });
     variants.push(("preview failed", preview.clone()));
     preview.preview = Some(Preview {
         path: HOSTILE.into(),
         content: PreviewContent::Hex(HOSTILE.as_bytes().to_vec()),
+        offset: 0,
+        total: 0,
     });
     variants.push(("preview hex", preview));
     let mut stopped = app.clone();
-    stopped.notice = None;
-    stopped.stopped = Some(HOSTILE.into());
+    stopped.prompt.notice = None;
+    stopped.model.stopped = Some(HOSTILE.into());
     variants.push(("stopped", stopped));
     for (what, app) in &variants {
         for (width, height) in [(80, 24), (140, 42), (39, 11), (200, 60)] {
@@ -614,6 +628,7 @@ fn the_log_pane_escapes_device_names() {
     tui_logger::move_events();
     let mut app = busy_console();
     app.show_log = true;
+    app.log_lines = 1;
     let terminal = render(&app, 140, 42, &Theme::default_theme());
     let log = Panes::compute(Rect::new(0, 0, 140, 42), true).log;
     let text = area_text(terminal.backend().buffer(), log);
@@ -629,7 +644,7 @@ fn no_color_leaves_every_cell_in_the_terminal_colours() {
     let theme = Theme::default_theme().without_colors();
     let mut states = vec![("empty", empty_console()), ("busy", busy_console())];
     let mut help = busy_console();
-    help.show_help = true;
+    help.help.open = true;
     states.push(("help", help));
     let mut overlay = busy_console();
     overlay.overlay = Some(("/list".into(), list_reply()));
@@ -638,6 +653,8 @@ fn no_color_leaves_every_cell_in_the_terminal_colours() {
     preview.preview = Some(Preview {
         path: "/p".into(),
         content: PreviewContent::Hex((0..=255).collect()),
+        offset: 0,
+        total: 0,
     });
     states.push(("preview", preview));
     let mut log = busy_console();
@@ -710,7 +727,7 @@ fn a_thousand_devices() {
         ));
     }
     app.tick(at(3));
-    app.selected = Some(900);
+    app.connections.selected = Some(900);
     let theme = Theme::default_theme();
     let terminal = render(&app, 80, 24, &theme);
     let buffer = terminal.backend().buffer();
@@ -728,7 +745,7 @@ fn a_thousand_devices() {
     let conversation = area_text(buffer, panes.conversation);
     assert!(conversation.contains("Conversation · dev-0900"), "{conversation}");
     // The all view of 2000 entries shows its tail.
-    app.show_all = true;
+    app.conversation.show_all = true;
     let terminal = render(&app, 80, 24, &theme);
     let conversation = area_text(terminal.backend().buffer(), panes.conversation);
     assert!(conversation.contains("dev-1000: hello"), "{conversation}");
@@ -738,7 +755,7 @@ fn a_thousand_devices() {
 #[test]
 fn the_cf_bar_moves_with_the_clock() {
     let mut app = busy_console();
-    app.transfers.retain(|t| t.size.is_none());
+    app.model.transfers.retain(|t| t.size.is_none());
     let theme = Theme::default_theme();
     let bar_row = |app: &App| -> String {
         let terminal = render(app, 80, 24, &theme);
@@ -755,7 +772,7 @@ fn the_cf_bar_moves_with_the_clock() {
     let width = first.chars().count();
     let block = first.chars().filter(|&c| c == '█').count();
     assert_eq!(block, width / 6, "{first}");
-    app.now += chrono::Duration::seconds(1);
+    app.model.now += chrono::Duration::seconds(1);
     let second = bar_row(&app);
     let rotated: String = first.chars().cycle().skip(width - 3).take(width).collect();
     assert_eq!(second, rotated, "moved 3 to the right:\n{first}\n{second}");
@@ -781,7 +798,7 @@ fn the_cursor_follows_the_input() {
 
 fn help_is_visible_on_a_small_terminal() {
     let mut app = busy_console();
-    app.show_help = true;
+    app.help.open = true;
     let terminal = render(&app, 39, 11, &Theme::default_theme());
     let text = screen_text(&terminal);
     assert!(text.contains("Help"), "{text}");
@@ -793,7 +810,7 @@ fn help_is_visible_on_a_small_terminal() {
 
 fn the_all_view_names_the_device_of_an_error() {
     let mut app = busy_console();
-    app.show_all = true;
+    app.conversation.show_all = true;
     let terminal = render(&app, 140, 42, &Theme::default_theme());
     let buffer = terminal.backend().buffer();
     let panes = Panes::compute(buffer.area, false);
@@ -838,7 +855,7 @@ fn long_lines_wrap_under_their_text_and_the_end_is_visible() {
 #[test]
 fn find_shows_the_match_highlighted_in_the_middle() {
     let mut app = reading_console();
-    app.find = Some(crate::tui::app::Find {
+    app.conversation.find = Some(crate::tui::app::Find {
         needle: "calibration".into(),
         current: Some(9),
     });
@@ -860,7 +877,7 @@ fn find_shows_the_match_highlighted_in_the_middle() {
 #[test]
 fn hex_view_shows_the_bytes_as_received() {
     let mut app = reading_console();
-    app.view = crate::console::ViewMode::Hex;
+    app.conversation.view = crate::console::ViewMode::Hex;
     snapshot_at("hex_view", &app, 80, 24);
     let text = snapshot_at("hex_view", &app, 140, 45);
     assert!(text.contains("6f 6b 01 02 49"), "{text}");
@@ -873,12 +890,78 @@ fn the_hex_preview_says_which_bytes_it_shows_with_true_offsets() {
     app.preview = Some(Preview {
         path: "/home/lab/received/cam-1/dump.bin".into(),
         content: PreviewContent::Hex((0..=255u8).cycle().take(4096).collect()),
+        offset: 512,
+        total: 100_000,
     });
-    app.preview_offset = 512;
-    app.preview_total = 100_000;
     let text = snapshot_at("hex_preview_paged", &app, 80, 24);
     assert!(text.contains("bytes 512-"), "{text}");
     assert!(text.contains("of 100000"), "{text}");
     assert!(text.contains("00000200"), "{text}");
     snapshot_at("hex_preview_paged", &app, 140, 45);
+}
+
+/// Help is drawn from the keymap: every key it binds is listed.
+#[test]
+fn help_lists_every_key_of_the_keymap() {
+    let mut app = busy_console();
+    app.help.open = true;
+    let terminal = render(&app, 140, 120, &Theme::default_theme());
+    let text = screen_text(&terminal);
+    for b in crate::tui::keymap::help_rows() {
+        assert!(text.contains(b.label), "{} is in help:\n{text}", b.label);
+        assert!(text.contains(b.help), "{} is in help:\n{text}", b.help);
+    }
+}
+
+/// An image fills the preview pop-up, scaled with its aspect ratio kept (the
+/// camera's 320x240, 4:3), at both sizes; the pop-up is drawn as the loop draws
+/// it, with half-block cells (what tmux and SSH get).
+#[test]
+fn an_image_preview_fills_the_pop_up_keeping_its_aspect() {
+    let img = image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(320, 240, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, 128])
+    }));
+    let picker = ratatui_image::picker::Picker::halfblocks();
+    for (width, height) in [(80u16, 24u16), (140, 45)] {
+        let screen = Rect::new(0, 0, width, height);
+        let protocol = crate::tui::scaled_image(&picker, img.clone(), screen).unwrap();
+        let mut app = busy_console();
+        app.preview = Some(Preview {
+            path: "/home/lab/received/cam-1/capture.bmp".into(),
+            content: PreviewContent::Image {
+                width: 320,
+                height: 240,
+            },
+            offset: 0,
+            total: 0,
+        });
+        let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+        let theme = Theme::default_theme();
+        terminal
+            .draw(|frame| draw(frame, &app, &theme, Some(&protocol)))
+            .unwrap();
+        let buffer = terminal.backend().buffer();
+        let inner = super::preview_area(screen).inner(ratatui::layout::Margin::new(1, 1));
+        // The cells the image painted: half-blocks.
+        let painted = |x: u16, y: u16| buffer[(x, y)].symbol() == "▄";
+        let columns = (inner.left()..inner.right())
+            .filter(|&x| (inner.top()..inner.bottom()).any(|y| painted(x, y)))
+            .count() as f64;
+        let rows = (inner.top()..inner.bottom())
+            .filter(|&y| (inner.left()..inner.right()).any(|x| painted(x, y)))
+            .count() as f64;
+        assert!(
+            rows == inner.height as f64 || columns == inner.width as f64,
+            "{width}x{height}: the image fills the pop-up's height or width ({columns}x{rows} cells in {inner:?})"
+        );
+        // A cell is twice as tall as wide; 4:3 within a cell's rounding.
+        let aspect = columns / (rows * 2.0);
+        assert!(
+            (aspect - 4.0 / 3.0).abs() < 0.05,
+            "{width}x{height}: aspect {aspect:.3} ({columns}x{rows} cells)"
+        );
+        // The snapshot shows where it is drawn (half-blocks as #).
+        let text = buffer_text(buffer).replace("▄", "#");
+        insta::assert_snapshot!(format!("image_preview_{width}x{height}"), text);
+    }
 }

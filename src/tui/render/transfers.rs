@@ -12,7 +12,7 @@ use crate::tui::app::{App, Focus, TransferRow, human_bytes};
 use crate::tui::theme::Theme;
 
 pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
-    let title = format!(" Transfers ({}) ", app.transfers.len());
+    let title = format!(" Transfers ({}) ", app.model.transfers.len());
     let block = pane_block(title, app.focus == Focus::Transfers, theme);
     let inner = block.inner(area);
     frame.render_widget(block, area);
@@ -27,14 +27,14 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         0
     };
     let [bars, chart] = Layout::vertical([Constraint::Min(0), Constraint::Length(chart_height)]).areas(inner);
-    if app.transfers.is_empty() {
+    if app.model.transfers.is_empty() {
         frame.render_widget(
             Paragraph::new(Span::styled("no transfer in progress", theme.muted())),
             bars,
         );
     } else {
         let slots = (bars.height / 2).max(1) as usize;
-        for (i, t) in app.transfers.iter().take(slots).enumerate() {
+        for (i, t) in app.model.transfers.iter().take(slots).enumerate() {
             let y = bars.y + (i as u16) * 2;
             if y >= bars.y + bars.height {
                 break;
@@ -93,7 +93,7 @@ fn render_bar(frame: &mut Frame, area: Rect, t: &TransferRow, app: &App, theme: 
             // Size unknown: a block that moves with the clock says "still arriving".
             let width = area.width as usize;
             let block = (width / 6).max(1);
-            let pos = (app.now.timestamp() as usize * 3) % width.max(1);
+            let pos = (app.model.now.timestamp() as usize * 3) % width.max(1);
             let bar: String = (0..width)
                 .map(|i| {
                     if (i + width - pos) % width < block {
@@ -140,13 +140,14 @@ fn render_history(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     };
     draw(
         parts[0],
-        format!("all {}", rate(app.rate_in as f64)),
-        app.history_all.iter().copied().collect(),
+        format!("all {}", rate(app.model.rate_in as f64)),
+        app.model.history_all.iter().copied().collect(),
     );
     if rows == 2
         && let Some(d) = selected
     {
         let history = app
+            .model
             .history_device
             .get(&d.conn)
             .map(|h| h.iter().copied().collect())

@@ -147,7 +147,10 @@ fn three_devices() -> App {
 }
 
 fn conversation_texts(app: &App, conn: ConnId) -> Vec<String> {
-    app.conversations[&conn].iter().map(|e| e.text.clone()).collect()
+    app.model.conversations[&conn]
+        .iter()
+        .map(|e| e.text.clone())
+        .collect()
 }
 
 fn panes() -> Panes {
@@ -175,7 +178,7 @@ fn click(app: &mut App, column: u16, row: u16) -> Vec<Action> {
 #[test]
 fn listening_fills_listeners_and_dir() {
     let mut app = new_app();
-    assert!(app.listeners.is_empty());
+    assert!(app.model.listeners.is_empty());
     listening(&mut app);
     app.on_event(ev(
         0,
@@ -186,14 +189,14 @@ fn listening_fills_listeners_and_dir() {
         },
     ));
     assert_eq!(
-        app.listeners,
+        app.model.listeners,
         vec![
             ("0.0.0.0:9999".to_string(), "auto".to_string()),
             ("0.0.0.0:9998".to_string(), "cf".to_string()),
         ]
     );
-    assert_eq!(app.dir, "/home/lab/received");
-    assert!(app.devices.is_empty());
+    assert_eq!(app.model.dir, "/home/lab/received");
+    assert!(app.model.devices.is_empty());
     assert_eq!(app.target_label(), "no device");
 }
 
@@ -202,8 +205,8 @@ fn first_connected_device_becomes_the_target() {
     let mut app = new_app();
     let actions = connect(&mut app, 1, 7, "cam-1");
     assert_eq!(actions, vec![Action::Engine(Command::Select(Some(7)))]);
-    assert_eq!(app.selected, Some(7));
-    let d = app.device(7).unwrap();
+    assert_eq!(app.connections.selected, Some(7));
+    let d = app.model.device(7).unwrap();
     assert_eq!(d.name, "cam-1");
     assert_eq!(d.protocol, "frames");
     assert_eq!(d.peer, "192.168.1.107:50007");
@@ -211,19 +214,19 @@ fn first_connected_device_becomes_the_target() {
     assert_eq!(d.state, DeviceState::Idle);
     assert_eq!(d.gone_at, None);
     assert_eq!(app.target_label(), "cam-1");
-    assert_eq!(app.live_devices(), 1);
+    assert_eq!(app.model.live_devices(), 1);
     // The connection is noted in its conversation.
     assert_eq!(
         conversation_texts(&app, 7),
         vec!["connected from 192.168.1.107:50007 (frames)"]
     );
-    assert_eq!(app.conversations[&7][0].kind, EntryKind::System);
+    assert_eq!(app.model.conversations[&7][0].kind, EntryKind::System);
 
     // A second device does not steal the target.
     let actions = connect(&mut app, 2, 8, "cam-2");
     assert!(actions.is_empty(), "{actions:?}");
-    assert_eq!(app.selected, Some(7));
-    assert_eq!(app.devices.len(), 2);
+    assert_eq!(app.connections.selected, Some(7));
+    assert_eq!(app.model.devices.len(), 2);
 }
 
 #[test]
@@ -240,11 +243,11 @@ fn a_new_device_replaces_a_gone_target() {
             bytes_out: 0,
         },
     ));
-    assert_eq!(app.selected, Some(1));
+    assert_eq!(app.connections.selected, Some(1));
     assert_eq!(app.target_label(), "cam-1 (gone)");
     let actions = connect(&mut app, 3, 2, "cam-2");
     assert_eq!(actions, vec![Action::Engine(Command::Select(Some(2)))]);
-    assert_eq!(app.selected, Some(2));
+    assert_eq!(app.connections.selected, Some(2));
 }
 
 #[test]
@@ -256,7 +259,7 @@ fn text_goes_to_the_device_conversation_and_the_all_view() {
     text(&mut app, 3, 1, "cam-1", Direction::Out, "capture");
     text(&mut app, 4, 2, "cam-2", Direction::In, "temp=21.5");
 
-    let cam1 = &app.conversations[&1];
+    let cam1 = &app.model.conversations[&1];
     assert_eq!(cam1.len(), 3);
     assert_eq!((cam1[1].kind, cam1[1].text.as_str()), (EntryKind::In, "ready"));
     assert_eq!((cam1[2].kind, cam1[2].text.as_str()), (EntryKind::Out, "capture"));
@@ -267,6 +270,7 @@ fn text_goes_to_the_device_conversation_and_the_all_view() {
 
     // The all view has every entry, in arrival order.
     let all: Vec<(&str, &str)> = app
+        .model
         .all
         .iter()
         .map(|e| (e.device.as_str(), e.text.as_str()))
@@ -279,7 +283,7 @@ fn text_goes_to_the_device_conversation_and_the_all_view() {
 
     // What the pane shows follows the selection and F2.
     assert_eq!(app.visible_conversation().unwrap().len(), 3);
-    app.show_all = true;
+    app.conversation.show_all = true;
     assert_eq!(app.visible_conversation().unwrap().len(), 5);
 }
 
@@ -290,12 +294,12 @@ fn conversations_are_capped() {
     for i in 0..KEEP_PER_DEVICE + 10 {
         text(&mut app, 1, 1, "cam-1", Direction::In, &format!("line {i}"));
     }
-    assert_eq!(app.conversations[&1].len(), KEEP_PER_DEVICE);
+    assert_eq!(app.model.conversations[&1].len(), KEEP_PER_DEVICE);
     assert_eq!(
-        app.conversations[&1].back().unwrap().text,
+        app.model.conversations[&1].back().unwrap().text,
         format!("line {}", KEEP_PER_DEVICE + 9)
     );
-    assert_eq!(app.all.len(), KEEP_PER_DEVICE + 11);
+    assert_eq!(app.model.all.len(), KEEP_PER_DEVICE + 11);
 }
 
 #[test]
@@ -303,12 +307,12 @@ fn a_file_transfer_updates_transfers_device_state_received_and_totals() {
     let mut app = new_app();
     connect(&mut app, 0, 1, "cam-1");
     file_started(&mut app, 10, 1, "cam-1", "img_0001.jpg", Some(200_000));
-    assert!(app.transfer_in_flight());
-    assert_eq!(app.transfers.len(), 1);
-    assert_eq!(app.transfers[0].bytes, 0);
-    assert_eq!(app.transfers[0].started, at(10));
+    assert!(app.model.transfer_in_flight());
+    assert_eq!(app.model.transfers.len(), 1);
+    assert_eq!(app.model.transfers[0].bytes, 0);
+    assert_eq!(app.model.transfers[0].started, at(10));
     assert_eq!(
-        app.device(1).unwrap().state,
+        app.model.device(1).unwrap().state,
         DeviceState::Receiving {
             name: "img_0001.jpg".into(),
             bytes: 0,
@@ -321,11 +325,11 @@ fn a_file_transfer_updates_transfers_device_state_received_and_totals() {
     );
 
     file_progress(&mut app, 12, 1, "cam-1", "img_0001.jpg", 100_000);
-    let t = &app.transfers[0];
+    let t = &app.model.transfers[0];
     assert_eq!((t.bytes, t.updated), (100_000, at(12)));
     assert_eq!(t.rate(), 50_000.0);
     assert_eq!(t.eta_secs(), Some(2));
-    match &app.device(1).unwrap().state {
+    match &app.model.device(1).unwrap().state {
         DeviceState::Receiving { bytes, size, .. } => {
             // What the connections pane shows as "receiving 50%".
             assert_eq!(bytes * 100 / size.unwrap(), 50);
@@ -334,11 +338,11 @@ fn a_file_transfer_updates_transfers_device_state_received_and_totals() {
     }
 
     file_saved(&mut app, 14, 1, "cam-1", "img_0001.jpg", 200_000);
-    assert!(app.transfers.is_empty());
-    assert!(!app.transfer_in_flight());
-    assert_eq!(app.device(1).unwrap().state, DeviceState::Idle);
-    assert_eq!((app.files_saved, app.bytes_saved), (1, 200_000));
-    let r = &app.received[0];
+    assert!(app.model.transfers.is_empty());
+    assert!(!app.model.transfer_in_flight());
+    assert_eq!(app.model.device(1).unwrap().state, DeviceState::Idle);
+    assert_eq!((app.model.files_saved, app.model.bytes_saved), (1, 200_000));
+    let r = &app.model.received[0];
     assert_eq!(r.name, "img_0001.jpg");
     assert_eq!(r.device, "cam-1");
     assert_eq!(r.size, 200_000);
@@ -354,11 +358,11 @@ fn a_file_transfer_updates_transfers_device_state_received_and_totals() {
     // A second file goes on top: the list is newest first, totals add up.
     file_started(&mut app, 20, 1, "cam-1", "log.txt", None);
     file_saved(&mut app, 21, 1, "cam-1", "log.txt", 1_000);
-    let names: Vec<&str> = app.received.iter().map(|r| r.name.as_str()).collect();
+    let names: Vec<&str> = app.model.received.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, vec!["log.txt", "img_0001.jpg"]);
-    assert_eq!(app.received_selected, 0);
-    assert_eq!((app.files_saved, app.bytes_saved), (2, 201_000));
-    assert!(!app.received[0].is_image());
+    assert_eq!(app.received.selected, 0);
+    assert_eq!((app.model.files_saved, app.model.bytes_saved), (2, 201_000));
+    assert!(!app.model.received[0].is_image());
 }
 
 #[test]
@@ -367,8 +371,8 @@ fn a_transfer_without_size_has_no_eta() {
     connect(&mut app, 0, 1, "cf-cam");
     file_started(&mut app, 0, 1, "cf-cam", "capture.bin", None);
     file_progress(&mut app, 4, 1, "cf-cam", "capture.bin", 4096);
-    assert_eq!(app.transfers[0].rate(), 1024.0);
-    assert_eq!(app.transfers[0].eta_secs(), None);
+    assert_eq!(app.model.transfers[0].rate(), 1024.0);
+    assert_eq!(app.model.transfers[0].eta_secs(), None);
     assert_eq!(
         conversation_texts(&app, 1).last().unwrap(),
         "sending capture.bin (size unknown)"
@@ -391,16 +395,16 @@ fn a_failed_file_shows_in_received_with_its_reason() {
             part: Some("/home/lab/received/cam-1/big.raw.part".into()),
         },
     ));
-    assert!(app.transfers.is_empty());
-    assert_eq!(app.device(1).unwrap().state, DeviceState::Idle);
-    let r = &app.received[0];
+    assert!(app.model.transfers.is_empty());
+    assert_eq!(app.model.device(1).unwrap().state, DeviceState::Idle);
+    let r = &app.model.received[0];
     assert_eq!(r.name, "big.raw");
     assert_eq!(r.size, 300_000, "the bytes that arrived");
     assert_eq!(r.failure.as_deref(), Some("crc mismatch"));
     assert_eq!(r.path.as_deref(), Some("/home/lab/received/cam-1/big.raw.part"));
     // A failure is not a saved file.
-    assert_eq!((app.files_saved, app.bytes_saved), (0, 0));
-    let last = app.conversations[&1].back().unwrap();
+    assert_eq!((app.model.files_saved, app.model.bytes_saved), (0, 0));
+    let last = app.model.conversations[&1].back().unwrap();
     assert_eq!(last.kind, EntryKind::Error);
     assert_eq!(last.text, "big.raw failed: crc mismatch");
 }
@@ -421,30 +425,42 @@ fn a_disconnected_device_is_greyed_then_forgotten_after_a_minute() {
             bytes_out: 0,
         },
     ));
-    let d = app.device(1).unwrap();
+    let d = app.model.device(1).unwrap();
     assert_eq!(d.gone_at, Some(at(10)));
     assert_eq!(d.state, DeviceState::Idle);
-    assert!(app.transfers.is_empty(), "its transfer ends with it");
-    assert_eq!(app.live_devices(), 1);
-    assert_eq!(app.devices.len(), 2);
+    assert!(app.model.transfers.is_empty(), "its transfer ends with it");
+    assert_eq!(app.model.live_devices(), 1);
+    assert_eq!(app.model.devices.len(), 2);
     assert_eq!(
         conversation_texts(&app, 1).last().unwrap(),
         "disconnected (reset by peer)"
     );
 
     app.tick(at(69));
-    assert!(app.device(1).is_some(), "kept for 60 s");
+    assert!(app.model.device(1).is_some(), "kept for 60 s");
     let actions = app.tick(at(70));
-    assert!(app.device(1).is_none(), "removed 60 s after it went");
+    assert!(app.model.device(1).is_none(), "removed 60 s after it went");
     // The selection moves to a live device, and the engine is told, so plain text
     // never silently falls back to "the only device".
-    assert_eq!(app.selected, Some(2), "the removed target is no longer selected");
+    assert_eq!(
+        app.connections.selected,
+        Some(2),
+        "the removed target is no longer selected"
+    );
     assert_eq!(actions, vec![Action::Engine(Command::Select(Some(2)))]);
-    assert!(!app.history_device.contains_key(&1));
-    assert!(!app.conversations.contains_key(&1), "its conversation is freed");
-    assert!(app.device(2).is_some());
+    assert!(!app.model.history_device.contains_key(&1));
+    assert!(
+        !app.model.conversations.contains_key(&1),
+        "its conversation is freed"
+    );
+    assert!(app.model.device(2).is_some());
     // Its conversation is still in the all view.
-    assert!(app.all.iter().any(|e| e.text == "disconnected (reset by peer)"));
+    assert!(
+        app.model
+            .all
+            .iter()
+            .any(|e| e.text == "disconnected (reset by peer)")
+    );
 }
 
 #[test]
@@ -473,35 +489,38 @@ fn stats_and_ticks_give_rates_and_a_capped_history() {
     };
     app.on_event(stats(1_000, 500));
     app.tick(at(1));
-    assert_eq!(app.device(1).unwrap().rate_in, 1_000);
-    assert_eq!(app.device(2).unwrap().rate_in, 500);
-    assert_eq!(app.device(1).unwrap().bytes_in, 1_000);
-    assert_eq!(app.device(2).unwrap().bytes_out, 20);
-    assert_eq!(app.rate_in, 1_500);
-    assert_eq!(app.now, at(1));
+    assert_eq!(app.model.device(1).unwrap().rate_in, 1_000);
+    assert_eq!(app.model.device(2).unwrap().rate_in, 500);
+    assert_eq!(app.model.device(1).unwrap().bytes_in, 1_000);
+    assert_eq!(app.model.device(2).unwrap().bytes_out, 20);
+    assert_eq!(app.model.rate_in, 1_500);
+    assert_eq!(app.model.now, at(1));
 
     // Two stats between ticks add up; the rate is the growth since the last tick.
     app.on_event(stats(1_500, 600));
     app.on_event(stats(3_000, 600));
     app.tick(at(2));
-    assert_eq!(app.device(1).unwrap().rate_in, 2_000);
-    assert_eq!(app.device(2).unwrap().rate_in, 100);
-    assert_eq!(app.rate_in, 2_100);
+    assert_eq!(app.model.device(1).unwrap().rate_in, 2_000);
+    assert_eq!(app.model.device(2).unwrap().rate_in, 100);
+    assert_eq!(app.model.rate_in, 2_100);
 
     // No stats: the rate falls to zero.
     app.tick(at(3));
-    assert_eq!(app.rate_in, 0);
-    assert_eq!(app.history_all, VecDeque::from(vec![1_500, 2_100, 0]));
-    assert_eq!(app.history_device[&1], VecDeque::from(vec![1_000, 2_000, 0]));
+    assert_eq!(app.model.rate_in, 0);
+    assert_eq!(app.model.history_all, VecDeque::from(vec![1_500, 2_100, 0]));
+    assert_eq!(
+        app.model.history_device[&1],
+        VecDeque::from(vec![1_000, 2_000, 0])
+    );
 
     for s in 4..100 {
         app.on_event(stats(3_000 + s as u64, 600));
         app.tick(at(s));
     }
-    assert_eq!(app.history_all.len(), HISTORY_SECONDS);
-    assert_eq!(app.history_device[&1].len(), HISTORY_SECONDS);
-    assert_eq!(app.history_all.back(), Some(&1));
-    assert!(app.pending.is_empty());
+    assert_eq!(app.model.history_all.len(), HISTORY_SECONDS);
+    assert_eq!(app.model.history_device[&1].len(), HISTORY_SECONDS);
+    assert_eq!(app.model.history_all.back(), Some(&1));
+    assert_eq!(app.model.rate_in, 1);
 }
 
 #[test]
@@ -511,7 +530,7 @@ fn a_multi_line_reply_opens_the_overlay() {
     let actions = reply(&mut app, "/list", true, text, None);
     assert!(actions.is_empty());
     assert_eq!(app.overlay, Some(("/list".to_string(), text.to_string())));
-    assert_eq!(app.notice, None);
+    assert_eq!(app.prompt.notice, None);
     // Esc closes it.
     key(&mut app, KeyCode::Esc);
     assert_eq!(app.overlay, None);
@@ -522,27 +541,27 @@ fn a_failed_reply_sets_an_error_notice() {
     let mut app = three_devices();
     reply(&mut app, "/to nope", false, "no device called nope", None);
     assert_eq!(
-        app.notice,
+        app.prompt.notice,
         Some(Notice {
             ok: false,
             text: "no device called nope".into()
         })
     );
     assert_eq!(app.overlay, None);
-    assert_eq!(app.selected, Some(1));
+    assert_eq!(app.connections.selected, Some(1));
 }
 
 #[test]
 fn an_ok_reply_to_plain_text_clears_the_notice() {
     let mut app = three_devices();
     reply(&mut app, "/to nope", false, "no device called nope", None);
-    assert!(app.notice.is_some());
+    assert!(app.prompt.notice.is_some());
     reply(&mut app, "capture", true, "sent to cam-1", None);
-    assert_eq!(app.notice, None);
+    assert_eq!(app.prompt.notice, None);
     // An ok reply to a command is shown, in the ok colour.
     reply(&mut app, "/kick cam-2", true, "kicked cam-2", None);
     assert_eq!(
-        app.notice,
+        app.prompt.notice,
         Some(Notice {
             ok: true,
             text: "kicked cam-2".into()
@@ -571,7 +590,7 @@ fn a_to_reply_with_one_device_selects_it() {
         Some(vec![info.clone()]),
     );
     assert!(actions.is_empty(), "the engine already knows: {actions:?}");
-    assert_eq!(app.selected, Some(3));
+    assert_eq!(app.connections.selected, Some(3));
     assert_eq!(app.target_label(), "sensor");
     // A failed /to, or another command's device list, does not move the target.
     reply(
@@ -584,7 +603,7 @@ fn a_to_reply_with_one_device_selects_it() {
             ..info.clone()
         }]),
     );
-    assert_eq!(app.selected, Some(3));
+    assert_eq!(app.connections.selected, Some(3));
     reply(
         &mut app,
         "/list",
@@ -592,7 +611,7 @@ fn a_to_reply_with_one_device_selects_it() {
         "one",
         Some(vec![DeviceInfo { conn: 2, ..info }]),
     );
-    assert_eq!(app.selected, Some(3));
+    assert_eq!(app.connections.selected, Some(3));
 }
 
 #[test]
@@ -604,12 +623,12 @@ fn an_error_event_is_logged_and_noticed() {
             message: "cannot write /home/lab/received: disk full".into(),
         },
     ));
-    let e = app.all.back().unwrap();
+    let e = app.model.all.back().unwrap();
     assert_eq!(
         (e.kind, e.conn, e.device.as_str()),
         (EntryKind::Error, None, "console")
     );
-    assert_eq!(app.notice.as_ref().map(|n| n.ok), Some(false));
+    assert_eq!(app.prompt.notice.as_ref().map(|n| n.ok), Some(false));
 }
 
 #[test]
@@ -622,7 +641,7 @@ fn stopped_quits() {
         },
     ));
     assert_eq!(actions, vec![Action::Quit]);
-    assert_eq!(app.stopped.as_deref(), Some("SIGTERM"));
+    assert_eq!(app.model.stopped.as_deref(), Some("SIGTERM"));
 }
 
 // ---------------------------------------------------------------------- keys
@@ -631,24 +650,24 @@ fn stopped_quits() {
 fn typing_and_enter_sends_the_line_and_clears_the_input() {
     let mut app = three_devices();
     type_str(&mut app, "capture 5");
-    assert_eq!(app.input.value(), "capture 5");
+    assert_eq!(app.prompt.input.value(), "capture 5");
     let actions = key(&mut app, KeyCode::Enter);
     assert_eq!(actions, vec![Action::Engine(Command::Line("capture 5".into()))]);
-    assert_eq!(app.input.value(), "");
-    assert_eq!(app.history, vec!["capture 5"]);
+    assert_eq!(app.prompt.input.value(), "");
+    assert_eq!(app.prompt.history, vec!["capture 5"]);
     // Enter on an empty (or blank) prompt sends nothing.
     assert!(key(&mut app, KeyCode::Enter).is_empty());
     type_str(&mut app, "   ");
     assert!(key(&mut app, KeyCode::Enter).is_empty());
-    assert_eq!(app.history, vec!["capture 5"]);
+    assert_eq!(app.prompt.history, vec!["capture 5"]);
     // The same line twice is one history entry.
     type_str(&mut app, "capture 5");
     key(&mut app, KeyCode::Enter);
-    assert_eq!(app.history, vec!["capture 5"]);
+    assert_eq!(app.prompt.history, vec!["capture 5"]);
     // Backspace edits.
     type_str(&mut app, "abc");
     key(&mut app, KeyCode::Backspace);
-    assert_eq!(app.input.value(), "ab");
+    assert_eq!(app.prompt.input.value(), "ab");
 }
 
 #[test]
@@ -656,8 +675,8 @@ fn help_typed_at_the_prompt_opens_help_instead_of_sending() {
     let mut app = new_app();
     type_str(&mut app, "/help");
     assert!(key(&mut app, KeyCode::Enter).is_empty());
-    assert!(app.show_help);
-    assert_eq!(app.input.value(), "");
+    assert!(app.help.open);
+    assert_eq!(app.prompt.input.value(), "");
 }
 
 #[test]
@@ -669,20 +688,19 @@ fn history_up_and_down() {
     }
     // Down with no history position does nothing.
     key(&mut app, KeyCode::Down);
-    assert_eq!(app.input.value(), "");
+    assert_eq!(app.prompt.input.value(), "");
     key(&mut app, KeyCode::Up);
-    assert_eq!(app.input.value(), "three");
+    assert_eq!(app.prompt.input.value(), "three");
     key(&mut app, KeyCode::Up);
-    assert_eq!(app.input.value(), "two");
+    assert_eq!(app.prompt.input.value(), "two");
     key(&mut app, KeyCode::Up);
     key(&mut app, KeyCode::Up);
-    assert_eq!(app.input.value(), "one", "stops at the oldest");
+    assert_eq!(app.prompt.input.value(), "one", "stops at the oldest");
     key(&mut app, KeyCode::Down);
-    assert_eq!(app.input.value(), "two");
+    assert_eq!(app.prompt.input.value(), "two");
     key(&mut app, KeyCode::Down);
     key(&mut app, KeyCode::Down);
-    assert_eq!(app.input.value(), "", "past the newest: an empty prompt");
-    assert_eq!(app.history_pos, None);
+    assert_eq!(app.prompt.input.value(), "", "past the newest: an empty prompt");
     // A recalled line is sent as it is.
     key(&mut app, KeyCode::Up);
     assert_eq!(
@@ -696,7 +714,7 @@ fn tab_completes_device_names_after_to() {
     let mut app = three_devices();
     type_str(&mut app, "/to se");
     key(&mut app, KeyCode::Tab);
-    assert_eq!(app.input.value(), "/to sensor");
+    assert_eq!(app.prompt.input.value(), "/to sensor");
     assert_eq!(
         app.focus,
         Focus::Prompt,
@@ -704,13 +722,13 @@ fn tab_completes_device_names_after_to() {
     );
 
     // Two candidates: the common prefix.
-    app.input = Input::new("/to c".into());
+    app.prompt.input = Input::new("/to c".into());
     key(&mut app, KeyCode::Tab);
-    assert_eq!(app.input.value(), "/to cam-");
+    assert_eq!(app.prompt.input.value(), "/to cam-");
     // Still two: the candidates are listed in the notice.
     key(&mut app, KeyCode::Tab);
-    assert_eq!(app.input.value(), "/to cam-");
-    assert_eq!(app.notice.as_ref().unwrap().text, "/to cam-1  /to cam-2");
+    assert_eq!(app.prompt.input.value(), "/to cam-");
+    assert_eq!(app.prompt.notice.as_ref().unwrap().text, "/to cam-1  /to cam-2");
 
     // /kick completes the same way; gone devices are not offered.
     app.on_event(ev(
@@ -723,13 +741,13 @@ fn tab_completes_device_names_after_to() {
             bytes_out: 0,
         },
     ));
-    app.input = Input::new("/kick cam".into());
+    app.prompt.input = Input::new("/kick cam".into());
     key(&mut app, KeyCode::Tab);
-    assert_eq!(app.input.value(), "/kick cam-1");
+    assert_eq!(app.prompt.input.value(), "/kick cam-1");
     // Nothing matches: nothing changes.
-    app.input = Input::new("/to zz".into());
+    app.prompt.input = Input::new("/to zz".into());
     key(&mut app, KeyCode::Tab);
-    assert_eq!(app.input.value(), "/to zz");
+    assert_eq!(app.prompt.input.value(), "/to zz");
 }
 
 #[test]
@@ -737,74 +755,74 @@ fn tab_completes_commands() {
     let mut app = new_app();
     type_str(&mut app, "/k");
     key(&mut app, KeyCode::Tab);
-    assert_eq!(app.input.value(), "/kick ");
+    assert_eq!(app.prompt.input.value(), "/kick ");
     // Then a device name can follow.
     connect(&mut app, 0, 1, "cam-1");
     key(&mut app, KeyCode::Tab);
-    assert_eq!(app.input.value(), "/kick cam-1");
+    assert_eq!(app.prompt.input.value(), "/kick cam-1");
 
-    app.input = Input::new("/l".into());
+    app.prompt.input = Input::new("/l".into());
     key(&mut app, KeyCode::Tab);
-    assert_eq!(app.input.value(), "/list ");
+    assert_eq!(app.prompt.input.value(), "/list ");
     // A bare "/" lists every command.
-    app.input = Input::new("/".into());
+    app.prompt.input = Input::new("/".into());
     key(&mut app, KeyCode::Tab);
-    assert_eq!(app.input.value(), "/");
+    assert_eq!(app.prompt.input.value(), "/");
     assert_eq!(
-        app.notice.as_ref().unwrap().text,
+        app.prompt.notice.as_ref().unwrap().text,
         "/to  /all  /list  /kick  /hex  /raw  /eol  /every  /macro  /sleep  /find  /filter  /view  /help  /quit"
     );
     // Plain text is not completed.
-    app.input = Input::new("hello".into());
+    app.prompt.input = Input::new("hello".into());
     key(&mut app, KeyCode::Tab);
-    assert_eq!(app.input.value(), "hello");
+    assert_eq!(app.prompt.input.value(), "hello");
 }
 
 #[test]
 fn question_mark_on_an_empty_prompt_opens_help() {
     let mut app = new_app();
     key(&mut app, KeyCode::Char('?'));
-    assert!(app.show_help);
-    assert_eq!(app.input.value(), "");
+    assert!(app.help.open);
+    assert_eq!(app.prompt.input.value(), "");
     // Arrows and PgUp/PgDn are the overlay's; a printable key closes it and is
     // typed into the prompt, so nothing typed is lost.
     key(&mut app, KeyCode::Down);
-    assert!(app.show_help);
+    assert!(app.help.open);
     key(&mut app, KeyCode::Char('x'));
-    assert!(!app.show_help);
-    assert_eq!(app.input.value(), "x");
+    assert!(!app.help.open);
+    assert_eq!(app.prompt.input.value(), "x");
     // With text in the prompt, `?` is just a character.
     type_str(&mut app, "why?");
-    assert_eq!(app.input.value(), "xwhy?");
-    assert!(!app.show_help);
+    assert_eq!(app.prompt.input.value(), "xwhy?");
+    assert!(!app.help.open);
 }
 
 #[test]
 fn f1_opens_help_and_esc_closes_it() {
     let mut app = new_app();
     key(&mut app, KeyCode::F(1));
-    assert!(app.show_help);
+    assert!(app.help.open);
     key(&mut app, KeyCode::Esc);
-    assert!(!app.show_help);
+    assert!(!app.help.open);
     key(&mut app, KeyCode::F(1));
     key(&mut app, KeyCode::F(1));
-    assert!(!app.show_help, "F1 toggles");
+    assert!(!app.help.open, "F1 toggles");
 }
 
 #[test]
 fn f2_toggles_the_all_devices_view() {
     let mut app = three_devices();
-    app.scroll = 1;
+    app.conversation.scroll = 1;
     key(&mut app, KeyCode::F(2));
-    assert!(app.show_all);
-    assert_eq!(app.scroll, 0);
+    assert!(app.conversation.show_all);
+    assert_eq!(app.conversation.scroll, 0);
     key(&mut app, KeyCode::F(2));
-    assert!(!app.show_all);
+    assert!(!app.conversation.show_all);
     // `a` in the conversation pane does the same.
     app.focus = Focus::Conversation;
     key(&mut app, KeyCode::Char('a'));
-    assert!(app.show_all);
-    assert_eq!(app.input.value(), "");
+    assert!(app.conversation.show_all);
+    assert_eq!(app.prompt.input.value(), "");
 }
 
 #[test]
@@ -844,20 +862,20 @@ fn tab_and_shift_tab_cycle_focus() {
     type_str(&mut app, "abc");
     shift_tab(&mut app);
     assert_eq!(app.focus, Focus::Received);
-    assert_eq!(app.input.value(), "abc");
+    assert_eq!(app.prompt.input.value(), "abc");
 }
 
 #[test]
 fn esc_goes_back_to_the_prompt() {
     let mut app = three_devices();
     app.focus = Focus::Received;
-    app.notice = Some(Notice {
+    app.prompt.notice = Some(Notice {
         ok: true,
         text: "x".into(),
     });
     key(&mut app, KeyCode::Esc);
     assert_eq!(app.focus, Focus::Prompt);
-    assert_eq!(app.notice, None);
+    assert_eq!(app.prompt.notice, None);
 }
 
 #[test]
@@ -869,14 +887,14 @@ fn j_and_k_in_connections_move_the_selection() {
         key(&mut app, KeyCode::Char('j')),
         vec![Action::Engine(Command::Select(Some(2)))]
     );
-    assert_eq!(app.selected, Some(2));
+    assert_eq!(app.connections.selected, Some(2));
     assert_eq!(
         key(&mut app, KeyCode::Down),
         vec![Action::Engine(Command::Select(Some(3)))]
     );
     // Clamped at the end: no action.
     assert!(key(&mut app, KeyCode::Char('j')).is_empty());
-    assert_eq!(app.selected, Some(3));
+    assert_eq!(app.connections.selected, Some(3));
     assert_eq!(
         key(&mut app, KeyCode::Char('k')),
         vec![Action::Engine(Command::Select(Some(2)))]
@@ -890,7 +908,7 @@ fn j_and_k_in_connections_move_the_selection() {
         key(&mut app, KeyCode::Char('G')),
         vec![Action::Engine(Command::Select(Some(3)))]
     );
-    assert_eq!(app.input.value(), "", "j/k are not typed");
+    assert_eq!(app.prompt.input.value(), "", "j/k are not typed");
     // Enter goes back to the prompt.
     key(&mut app, KeyCode::Enter);
     assert_eq!(app.focus, Focus::Prompt);
@@ -903,10 +921,10 @@ fn selecting_another_device_resets_the_scroll() {
         text(&mut app, 4, 1, "cam-1", Direction::In, &format!("{i}"));
     }
     key(&mut app, KeyCode::PageUp);
-    assert_eq!(app.scroll, 10);
+    assert_eq!(app.conversation.scroll, 10);
     app.focus = Focus::Connections;
     key(&mut app, KeyCode::Char('j'));
-    assert_eq!(app.scroll, 0);
+    assert_eq!(app.conversation.scroll, 0);
 }
 
 fn with_received() -> App {
@@ -934,7 +952,7 @@ fn enter_on_a_received_row_opens_a_preview() {
     assert!(key(&mut app, KeyCode::Enter).is_empty());
     assert_eq!(app.preview, None);
     key(&mut app, KeyCode::Char('j'));
-    assert_eq!(app.received_selected, 1);
+    assert_eq!(app.received.selected, 1);
     let actions = key(&mut app, KeyCode::Enter);
     let path = "/home/lab/received/cam-2/new.bin".to_string();
     assert_eq!(actions, vec![Action::Preview(path.clone())]);
@@ -942,24 +960,26 @@ fn enter_on_a_received_row_opens_a_preview() {
         app.preview,
         Some(Preview {
             path,
-            content: PreviewContent::Loading
+            content: PreviewContent::Loading,
+            offset: 0,
+            total: 0,
         })
     );
     // Arrows go to the preview; Esc closes it.
     key(&mut app, KeyCode::Down);
-    assert_eq!(app.received_selected, 1);
+    assert_eq!(app.received.selected, 1);
     assert!(app.preview.is_some());
     key(&mut app, KeyCode::Esc);
     assert_eq!(app.preview, None);
     assert_eq!(app.focus, Focus::Received);
     // Movement is clamped.
     key(&mut app, KeyCode::Char('G'));
-    assert_eq!(app.received_selected, 2);
+    assert_eq!(app.received.selected, 2);
     key(&mut app, KeyCode::Down);
-    assert_eq!(app.received_selected, 2);
+    assert_eq!(app.received.selected, 2);
     key(&mut app, KeyCode::Char('g'));
     key(&mut app, KeyCode::Up);
-    assert_eq!(app.received_selected, 0);
+    assert_eq!(app.received.selected, 0);
 }
 
 #[test]
@@ -967,30 +987,30 @@ fn y_copies_the_path_to_the_clipboard_and_i_puts_it_in_the_prompt() {
     let mut app = with_received();
     type_str(&mut app, "send");
     app.focus = Focus::Received;
-    app.received_selected = 2;
+    app.received.selected = 2;
     let actions = key(&mut app, KeyCode::Char('y'));
     assert_eq!(
         actions,
         vec![Action::Copy("/home/lab/received/cam-1/old.jpg".into())]
     );
-    assert_eq!(app.input.value(), "send", "y never touches the prompt");
-    assert!(app.notice.as_ref().unwrap().text.contains("clipboard"));
+    assert_eq!(app.prompt.input.value(), "send", "y never touches the prompt");
+    assert!(app.prompt.notice.as_ref().unwrap().text.contains("clipboard"));
     key(&mut app, KeyCode::Char('i'));
-    assert_eq!(app.input.value(), "send /home/lab/received/cam-1/old.jpg");
+    assert_eq!(app.prompt.input.value(), "send /home/lab/received/cam-1/old.jpg");
     assert_eq!(app.focus, Focus::Prompt);
     assert_eq!(
-        app.notice,
+        app.prompt.notice,
         Some(Notice {
             ok: true,
             text: "/home/lab/received/cam-1/old.jpg".into()
         })
     );
     // On a row without a path, `i` does nothing.
-    app.input.reset();
+    app.prompt.input.reset();
     app.focus = Focus::Received;
-    app.received_selected = 0;
+    app.received.selected = 0;
     key(&mut app, KeyCode::Char('i'));
-    assert_eq!(app.input.value(), "");
+    assert_eq!(app.prompt.input.value(), "");
     assert_eq!(app.focus, Focus::Received);
 }
 
@@ -1007,7 +1027,7 @@ fn ctrl_c_asks_first_while_a_transfer_is_in_flight() {
     file_started(&mut app, 5, 1, "cam-1", "a.jpg", Some(1000));
     assert!(ctrl(&mut app, 'c').is_empty());
     assert!(app.confirm_quit);
-    let notice = app.notice.clone().unwrap();
+    let notice = app.prompt.notice.clone().unwrap();
     assert!(!notice.ok);
     assert!(notice.text.contains("1 transfer(s) in flight"), "{}", notice.text);
     assert_eq!(ctrl(&mut app, 'c'), vec![Action::Quit]);
@@ -1018,7 +1038,7 @@ fn ctrl_c_asks_first_while_a_transfer_is_in_flight() {
     ctrl(&mut app, 'c');
     assert!(key(&mut app, KeyCode::Esc).is_empty());
     assert!(!app.confirm_quit);
-    assert_eq!(app.notice, None);
+    assert_eq!(app.prompt.notice, None);
     // ...so the next Ctrl-C asks again.
     assert!(ctrl(&mut app, 'c').is_empty());
     assert!(app.confirm_quit);
@@ -1032,30 +1052,30 @@ fn page_up_and_down_scroll_the_conversation_clamped() {
     }
     // 25 entries (the connection note and 24 lines).
     key(&mut app, KeyCode::PageUp);
-    assert_eq!(app.scroll, 10);
+    assert_eq!(app.conversation.scroll, 10);
     key(&mut app, KeyCode::PageUp);
     key(&mut app, KeyCode::PageUp);
-    assert_eq!(app.scroll, 24, "at most one entry is left on screen");
+    assert_eq!(app.conversation.scroll, 24, "at most one entry is left on screen");
     key(&mut app, KeyCode::PageDown);
-    assert_eq!(app.scroll, 14);
+    assert_eq!(app.conversation.scroll, 14);
     key(&mut app, KeyCode::PageDown);
     key(&mut app, KeyCode::PageDown);
-    assert_eq!(app.scroll, 0);
+    assert_eq!(app.conversation.scroll, 0);
     // In the conversation pane: k/j/g/G.
     app.focus = Focus::Conversation;
     key(&mut app, KeyCode::Char('k'));
     key(&mut app, KeyCode::Up);
-    assert_eq!(app.scroll, 2);
+    assert_eq!(app.conversation.scroll, 2);
     key(&mut app, KeyCode::Char('j'));
-    assert_eq!(app.scroll, 1);
+    assert_eq!(app.conversation.scroll, 1);
     key(&mut app, KeyCode::Char('g'));
-    assert_eq!(app.scroll, 24);
+    assert_eq!(app.conversation.scroll, 24);
     key(&mut app, KeyCode::Char('G'));
-    assert_eq!(app.scroll, 0);
+    assert_eq!(app.conversation.scroll, 0);
     // Nothing to scroll: stays at 0.
     let mut empty = new_app();
     key(&mut empty, KeyCode::PageUp);
-    assert_eq!(empty.scroll, 0);
+    assert_eq!(empty.conversation.scroll, 0);
 }
 
 #[test]
@@ -1070,7 +1090,7 @@ fn a_letter_typed_in_a_list_goes_to_the_prompt() {
         app.focus = focus;
         key(&mut app, KeyCode::Char('x'));
         assert_eq!(app.focus, Focus::Prompt, "{focus:?}");
-        assert_eq!(app.input.value(), "x", "{focus:?}");
+        assert_eq!(app.prompt.input.value(), "x", "{focus:?}");
     }
     // Non-printable keys in a list are not typed.
     let mut app = three_devices();
@@ -1085,7 +1105,7 @@ fn pasted_text_goes_to_the_prompt_without_control_characters() {
     app.focus = Focus::Connections;
     let paste = TermEvent::Paste("line1\nline2\x1b[31m".into());
     app.on_terminal(&paste, &panes());
-    assert_eq!(app.input.value(), "line1line2[31m");
+    assert_eq!(app.prompt.input.value(), "line1line2[31m");
     assert_eq!(app.focus, Focus::Prompt);
 }
 
@@ -1124,12 +1144,12 @@ fn a_click_on_a_connections_row_selects_that_device() {
     let first_row = p.connections.y + 2;
     let actions = click(&mut app, p.connections.x + 3, first_row + 2);
     assert_eq!(actions, vec![Action::Engine(Command::Select(Some(3)))]);
-    assert_eq!(app.selected, Some(3));
+    assert_eq!(app.connections.selected, Some(3));
     assert_eq!(app.focus, Focus::Connections);
     // The title row selects nothing; a row past the last device neither.
     assert!(click(&mut app, p.connections.x + 3, p.connections.y + 1).is_empty());
     assert!(click(&mut app, p.connections.x + 3, first_row + 5).is_empty());
-    assert_eq!(app.selected, Some(3));
+    assert_eq!(app.connections.selected, Some(3));
     // Clicking the selected row again changes nothing.
     assert!(click(&mut app, p.connections.x + 3, first_row + 2).is_empty());
     assert_eq!(
@@ -1144,16 +1164,16 @@ fn a_click_on_a_received_row_selects_it() {
     let mut app = with_received();
     click(&mut app, p.received.x + 3, p.received.y + 2 + 1);
     assert_eq!(app.focus, Focus::Received);
-    assert_eq!(app.received_selected, 1);
+    assert_eq!(app.received.selected, 1);
     click(&mut app, p.received.x + 3, p.received.y + 2 + 2);
-    assert_eq!(app.received_selected, 2);
+    assert_eq!(app.received.selected, 2);
     // Below the last file: the last one.
     let mut app = new_app();
     connect(&mut app, 0, 1, "cam-1");
     file_saved(&mut app, 1, 1, "cam-1", "only.bin", 10);
     assert!(p.received.height >= 6, "{:?}", p.received);
     click(&mut app, p.received.x + 3, p.received.y + 2 + 2);
-    assert_eq!(app.received_selected, 0);
+    assert_eq!(app.received.selected, 0);
 }
 
 /// Many devices: the list is scrolled so the selection is in view, and clicks
@@ -1166,7 +1186,7 @@ fn a_click_in_a_scrolled_connections_list_selects_the_row_shown() {
         connect(&mut app, 0, i, &format!("dev-{i:02}"));
     }
     let visible = p.connections.height as usize - 3;
-    app.selected = Some(30);
+    app.connections.selected = Some(30);
     let offset = crate::tui::layout::list_offset(30, visible);
     assert_eq!(offset, 30 - (visible - 1));
     let actions = click(&mut app, p.connections.x + 3, p.connections.y + 2);
@@ -1188,7 +1208,7 @@ fn a_click_on_the_connections_bottom_border_selects_nothing() {
     let bottom_border = p.connections.y + p.connections.height - 1;
     let actions = click(&mut app, p.connections.x + 3, bottom_border);
     assert!(actions.is_empty(), "border click gave {actions:?}");
-    assert_eq!(app.selected, Some(0));
+    assert_eq!(app.connections.selected, Some(0));
 }
 
 #[test]
@@ -1204,9 +1224,9 @@ fn a_click_on_the_received_bottom_border_selects_nothing() {
     let bottom_border = p.received.y + p.received.height - 1;
     click(&mut app, p.received.x + 3, bottom_border);
     assert!(
-        app.received_selected < visible,
+        app.received.selected < visible,
         "selected row {} is not drawn (rows 0..{visible} are)",
-        app.received_selected
+        app.received.selected
     );
 }
 
@@ -1220,13 +1240,13 @@ fn the_wheel_scrolls() {
     let inside = |r: Rect| (r.x + 2, r.y + 2);
     let (x, y) = inside(p.conversation);
     app.on_mouse(mouse(MouseEventKind::ScrollUp, x, y), &p);
-    assert_eq!(app.scroll, 3);
+    assert_eq!(app.conversation.scroll, 3);
     app.on_mouse(mouse(MouseEventKind::ScrollUp, x, y), &p);
     app.on_mouse(mouse(MouseEventKind::ScrollDown, x, y), &p);
-    assert_eq!(app.scroll, 3);
+    assert_eq!(app.conversation.scroll, 3);
     app.on_mouse(mouse(MouseEventKind::ScrollDown, x, y), &p);
     app.on_mouse(mouse(MouseEventKind::ScrollDown, x, y), &p);
-    assert_eq!(app.scroll, 0);
+    assert_eq!(app.conversation.scroll, 0);
     assert_eq!(app.focus, Focus::Prompt, "the wheel does not move focus");
 
     // In connections it moves the selection.
@@ -1244,9 +1264,9 @@ fn the_wheel_scrolls() {
     for _ in 0..5 {
         app.on_mouse(mouse(MouseEventKind::ScrollDown, x, y), &p);
     }
-    assert_eq!(app.received_selected, 2);
+    assert_eq!(app.received.selected, 2);
     app.on_mouse(mouse(MouseEventKind::ScrollUp, x, y), &p);
-    assert_eq!(app.received_selected, 1);
+    assert_eq!(app.received.selected, 1);
 }
 
 /// Every row drawn in the connections pane, clicked, selects the device whose name
@@ -1261,7 +1281,7 @@ fn a_click_selects_the_device_drawn_under_it() {
     for i in 0..50 {
         connect(&mut app, 0, i, &format!("dev-{i:02}"));
     }
-    app.selected = Some(30);
+    app.connections.selected = Some(30);
     let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
     for row in p.connections.y + 2..p.connections.bottom() - 1 {
         terminal
@@ -1281,8 +1301,8 @@ fn a_click_selects_the_device_drawn_under_it() {
 fn a_failure_arriving_keeps_a_sensible_received_selection() {
     let mut app = with_received();
     app.focus = Focus::Received;
-    app.received_selected = 1;
-    let before = app.received[1].name.clone();
+    app.received.selected = 1;
+    let before = app.model.received[1].name.clone();
     app.on_event(ev(
         20,
         EventKind::FileFailed {
@@ -1293,7 +1313,7 @@ fn a_failure_arriving_keeps_a_sensible_received_selection() {
             part: None,
         },
     ));
-    let now = app.received[app.received_selected].name.clone();
+    let now = app.model.received[app.received.selected].name.clone();
     // Either follow the newest (as a saved file does) or stay on the same file.
     assert!(
         now == "late.bin" || now == before,
@@ -1311,6 +1331,7 @@ fn the_quit_question_does_not_outlive_its_cancelling() {
     assert!(!app.confirm_quit);
     // The notice still tells the operator that Ctrl-C will now quit; it will not.
     let says_quit = app
+        .prompt
         .notice
         .as_ref()
         .is_some_and(|n| n.text.contains("press Ctrl-C again"));
@@ -1339,9 +1360,11 @@ fn one_file_ending_leaves_the_connections_other_transfers() {
             ended_by_close: false,
         },
     ));
-    let names: Vec<&str> = app.transfers.iter().map(|t| t.name.as_str()).collect();
+    let names: Vec<&str> = app.model.transfers.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["b.bin"], "a saved under a numbered name ends a.bin only");
-    assert!(matches!(&app.device(1).unwrap().state, DeviceState::Receiving { name, .. } if name == "b.bin"));
+    assert!(
+        matches!(&app.model.device(1).unwrap().state, DeviceState::Receiving { name, .. } if name == "b.bin")
+    );
     // A refusal of a file that never started ends nothing.
     app.on_event(ev(
         3,
@@ -1353,8 +1376,8 @@ fn one_file_ending_leaves_the_connections_other_transfers() {
             part: None,
         },
     ));
-    assert_eq!(app.transfers.len(), 1);
-    assert!(app.transfer_in_flight());
+    assert_eq!(app.model.transfers.len(), 1);
+    assert!(app.model.transfer_in_flight());
 }
 
 #[test]
@@ -1372,7 +1395,12 @@ fn find_goes_from_the_newest_match_to_older_and_back_and_esc_ends_it() {
     type_str(&mut app, "/find error");
     key(&mut app, KeyCode::Enter);
     let at = |app: &App| {
-        let i = app.find.as_ref().and_then(|f| f.current).expect("a match");
+        let i = app
+            .conversation
+            .find
+            .as_ref()
+            .and_then(|f| f.current)
+            .expect("a match");
         app.visible_conversation().unwrap()[i].text.clone()
     };
     assert_eq!(at(&app), "ERROR sensor 15");
@@ -1383,20 +1411,27 @@ fn find_goes_from_the_newest_match_to_older_and_back_and_esc_ends_it() {
     assert_eq!(at(&app), "ERROR sensor 0");
     ctrl(&mut app, 'n');
     assert_eq!(at(&app), "ERROR sensor 0", "no older match: it stays");
-    assert!(app.notice.as_ref().unwrap().text.contains("no more matches"));
+    assert!(
+        app.prompt
+            .notice
+            .as_ref()
+            .unwrap()
+            .text
+            .contains("no more matches")
+    );
     ctrl(&mut app, 'p');
     assert_eq!(at(&app), "ERROR sensor 5");
     // Typing still reaches the prompt while finding.
     type_str(&mut app, "abc");
-    assert_eq!(app.input.value(), "abc");
-    assert!(app.find.is_some());
+    assert_eq!(app.prompt.input.value(), "abc");
+    assert!(app.conversation.find.is_some());
     key(&mut app, KeyCode::Esc);
-    assert!(app.find.is_none());
+    assert!(app.conversation.find.is_none());
     assert_eq!(app.visible_conversation().unwrap().len(), before);
     // Ctrl-F opens the same prompt.
-    app.input = Input::new(String::new());
+    app.prompt.input = Input::new(String::new());
     ctrl(&mut app, 'f');
-    assert_eq!(app.input.value(), "/find ");
+    assert_eq!(app.prompt.input.value(), "/find ");
 }
 
 #[test]
@@ -1404,23 +1439,23 @@ fn filter_view_wrap_and_millis_are_the_panes_own() {
     let mut app = three_devices();
     type_str(&mut app, "/filter temp");
     assert!(key(&mut app, KeyCode::Enter).is_empty(), "not sent to the engine");
-    assert_eq!(app.filter.as_deref(), Some("temp"));
+    assert_eq!(app.conversation.filter.as_deref(), Some("temp"));
     type_str(&mut app, "/filter");
     key(&mut app, KeyCode::Enter);
-    assert_eq!(app.filter, None);
+    assert_eq!(app.conversation.filter, None);
     key(&mut app, KeyCode::F(4));
-    assert_eq!(app.view, crate::console::ViewMode::Hex);
+    assert_eq!(app.conversation.view, crate::console::ViewMode::Hex);
     type_str(&mut app, "/view text");
     key(&mut app, KeyCode::Enter);
-    assert_eq!(app.view, crate::console::ViewMode::Text);
+    assert_eq!(app.conversation.view, crate::console::ViewMode::Text);
     app.focus = Focus::Conversation;
-    assert!(app.wrap);
+    assert!(app.conversation.wrap);
     key(&mut app, KeyCode::Char('w'));
-    assert!(!app.wrap);
+    assert!(!app.conversation.wrap);
     key(&mut app, KeyCode::Right);
-    assert_eq!(app.hscroll, 8);
+    assert_eq!(app.conversation.hscroll, 8);
     key(&mut app, KeyCode::Char('t'));
-    assert!(app.millis);
+    assert!(app.conversation.millis);
 }
 
 #[test]
@@ -1429,22 +1464,24 @@ fn no_pop_up_eats_a_key() {
     for open in ["help", "overlay", "preview"] {
         let mut app = three_devices();
         let set = |app: &mut App| match open {
-            "help" => app.show_help = true,
+            "help" => app.help.open = true,
             "overlay" => app.overlay = Some(("/list".into(), "a\nb".into())),
             _ => {
                 app.preview = Some(Preview {
                     path: "/x".into(),
                     content: PreviewContent::Loading,
+                    offset: 0,
+                    total: 0,
                 })
             }
         };
         set(&mut app);
         type_str(&mut app, "/to cam-2");
         assert!(
-            !app.show_help && app.overlay.is_none() && app.preview.is_none(),
+            !app.help.open && app.overlay.is_none() && app.preview.is_none(),
             "{open}"
         );
-        assert_eq!(app.input.value(), "/to cam-2", "{open}");
+        assert_eq!(app.prompt.input.value(), "/to cam-2", "{open}");
         set(&mut app);
         let actions = key(&mut app, KeyCode::Enter);
         assert_eq!(
@@ -1457,7 +1494,7 @@ fn no_pop_up_eats_a_key() {
         type_str(&mut app, "x");
         set(&mut app);
         assert!(key(&mut app, KeyCode::Esc).is_empty());
-        assert_eq!(app.input.value(), "x", "{open}");
+        assert_eq!(app.prompt.input.value(), "x", "{open}");
     }
 }
 
@@ -1476,7 +1513,7 @@ fn ctrl_z_suspends_and_a_gone_device_shows_its_exact_final_bytes() {
         },
     ));
     app.tick(at(51));
-    let d = app.devices.iter().find(|d| d.conn == 1).unwrap();
+    let d = app.model.devices.iter().find(|d| d.conn == 1).unwrap();
     assert_eq!((d.bytes_in, d.bytes_out, d.rate_in), (200_000_123, 77, 0));
 }
 
@@ -1486,8 +1523,9 @@ fn the_hex_preview_pages_through_the_whole_file() {
     app.preview = Some(Preview {
         path: "/x.bin".into(),
         content: PreviewContent::Hex(vec![0; 4096]),
+        offset: 0,
+        total: 10_000,
     });
-    app.preview_total = 10_000;
     assert_eq!(
         key(&mut app, KeyCode::PageDown),
         vec![Action::PreviewAt("/x.bin".into(), 512)]
@@ -1533,11 +1571,11 @@ fn a_resumed_transfer_says_where_it_resumed() {
         "{:?}",
         conversation_texts(&app, 1)
     );
-    let t = &app.transfers[0];
+    let t = &app.model.transfers[0];
     assert_eq!((t.bytes, t.resumed_from), (55 << 20, Some(55 << 20)));
     file_progress(&mut app, 32, 1, "cam-1", "big.bin", 65 << 20);
     // The rate counts only what came since the resume: 10 MiB in 2 s.
-    let rate = app.transfers[0].rate();
+    let rate = app.model.transfers[0].rate();
     assert!((rate - (5 << 20) as f64).abs() < 1.0, "{rate}");
 }
 
@@ -1556,13 +1594,13 @@ fn a_failed_row_that_a_resume_completed_is_superseded_and_opens_the_file() {
         },
     ));
     file_saved(&mut app, 20, 1, "cam-1", "big.bin", 1000);
-    let failed = app.received.iter().find(|r| r.failure.is_some()).unwrap();
+    let failed = app.model.received.iter().find(|r| r.failure.is_some()).unwrap();
     assert!(failed.superseded);
-    let saved_path = app.received[0].path.clone();
+    let saved_path = app.model.received[0].path.clone();
     assert_eq!(failed.path, saved_path);
     // Enter on the superseded row previews the completed file.
     app.focus = Focus::Received;
-    app.received_selected = 1;
+    app.received.selected = 1;
     assert_eq!(
         key(&mut app, KeyCode::Enter),
         vec![Action::Preview(saved_path.unwrap())]
@@ -1575,13 +1613,49 @@ fn the_help_scrolls_with_arrows_and_pages_and_a_letter_still_closes_it() {
     key(&mut app, KeyCode::F(1));
     key(&mut app, KeyCode::Down);
     key(&mut app, KeyCode::PageDown);
-    assert!(app.show_help);
-    assert_eq!(app.help_scroll, 11);
+    assert!(app.help.open);
+    assert_eq!(app.help.scroll, 11);
     key(&mut app, KeyCode::PageUp);
-    assert_eq!(app.help_scroll, 1);
+    assert_eq!(app.help.scroll, 1);
     type_str(&mut app, "x");
-    assert!(!app.show_help);
-    assert_eq!(app.input.value(), "x");
+    assert!(!app.help.open);
+    assert_eq!(app.prompt.input.value(), "x");
     key(&mut app, KeyCode::F(1));
-    assert_eq!(app.help_scroll, 0, "opens at the top");
+    assert_eq!(app.help.scroll, 0, "opens at the top");
+}
+
+/// The keymap is the only source of keys: every letter it binds in a pane is
+/// that pane's (never typed into the prompt), and every other letter is typed.
+#[test]
+fn every_letter_the_keymap_binds_in_a_pane_is_handled_and_the_rest_are_typed() {
+    use crate::tui::keymap::{BINDINGS, Scope};
+    let panes = [
+        (Scope::Connections, Focus::Connections),
+        (Scope::Conversation, Focus::Conversation),
+        (Scope::Received, Focus::Received),
+    ];
+    for (scope, focus) in panes {
+        let bound: Vec<char> = BINDINGS
+            .iter()
+            .filter(|b| b.scope == scope)
+            .flat_map(|b| b.keys.iter())
+            .filter_map(|k| match k.code {
+                KeyCode::Char(c) if !k.ctrl => Some(c),
+                _ => None,
+            })
+            .collect();
+        assert!(!bound.is_empty(), "{scope:?} has letters");
+        for c in ('a'..='z').chain('A'..='Z') {
+            let mut app = with_received();
+            text(&mut app, 20, 1, "cam-1", Direction::In, "a line to copy");
+            app.focus = focus;
+            key(&mut app, KeyCode::Char(c));
+            let typed = app.prompt.input.value() == c.to_string();
+            assert_eq!(
+                typed,
+                !bound.contains(&c),
+                "{c:?} in {scope:?}: bound keys act, others are typed"
+            );
+        }
+    }
 }
