@@ -9,9 +9,17 @@ use chrono::{DateTime, Local};
 use crate::engine::journal::ReceivedRecord;
 use crate::engine::{ConnId, Direction, Event, EventKind};
 
-/// Conversation entries kept per device, and in the all-devices view.
-pub const KEEP_PER_DEVICE: usize = 2_000;
-pub const KEEP_ALL: usize = 5_000;
+/// Conversation history: entries kept per device and in the all-devices view,
+/// each also bounded in bytes, so 100,000 lines of scrollback cannot become
+/// gigabytes when lines are long or devices many.
+pub const KEEP_PER_DEVICE: usize = 100_000;
+pub const KEEP_ALL: usize = 100_000;
+pub const KEEP_BYTES_PER_DEVICE: usize = 16 << 20;
+pub const KEEP_BYTES_ALL: usize = 32 << 20;
+/// All devices' histories together; over it, the device that speaks trims its
+/// own oldest lines, down to a floor, so quiet devices keep theirs.
+pub const KEEP_BYTES_DEVICES: usize = 256 << 20;
+pub const KEEP_BYTES_FLOOR: usize = 256 << 10;
 /// Received files listed.
 pub const KEEP_RECEIVED: usize = 1_000;
 /// Seconds of throughput history.
@@ -90,6 +98,13 @@ pub struct Entry {
     pub device: String,
     pub kind: EntryKind,
     pub text: String,
+}
+
+impl Entry {
+    /// What the entry holds in memory, roughly: its strings plus the struct.
+    pub fn held_bytes(&self) -> usize {
+        self.text.len() + self.device.len() + std::mem::size_of::<Entry>()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -175,6 +190,10 @@ pub struct Model {
     /// Where each connection is in `devices`: events for 10,000 devices stay cheap.
     device_index: HashMap<ConnId, usize>,
     pub conversations: HashMap<ConnId, VecDeque<Entry>>,
+    /// Bytes held per conversation, in all of them, and in `all`.
+    conversation_bytes: HashMap<ConnId, usize>,
+    devices_bytes: usize,
+    all_bytes: usize,
     pub all: VecDeque<Entry>,
     /// The last bytes each device sent, for the hex view.
     pub raw_in: HashMap<ConnId, RawBytes>,
@@ -200,6 +219,9 @@ impl Model {
             devices: Vec::new(),
             device_index: HashMap::new(),
             conversations: HashMap::new(),
+            conversation_bytes: HashMap::new(),
+            devices_bytes: 0,
+            all_bytes: 0,
             all: VecDeque::new(),
             raw_in: HashMap::new(),
             transfers: Vec::new(),
@@ -270,16 +292,36 @@ impl Model {
             kind,
             text,
         };
+        let size = entry.held_bytes();
         if let Some(conn) = conn {
             let list = self.conversations.entry(conn).or_default();
+            let held = self.conversation_bytes.entry(conn).or_default();
             list.push_back(entry.clone());
-            if list.len() > KEEP_PER_DEVICE {
-                list.pop_front();
+            *held += size;
+            self.devices_bytes += size;
+            while list.len() > 1
+                && (list.len() > KEEP_PER_DEVICE
+                    || *held > KEEP_BYTES_PER_DEVICE
+                    || (self.devices_bytes > KEEP_BYTES_DEVICES && *held > KEEP_BYTES_FLOOR))
+            {
+                let Some(old) = list.pop_front() else { break };
+                *held -= old.held_bytes();
+                self.devices_bytes -= old.held_bytes();
             }
         }
         self.all.push_back(entry);
-        if self.all.len() > KEEP_ALL {
-            self.all.pop_front();
+        self.all_bytes += size;
+        while self.all.len() > 1 && (self.all.len() > KEEP_ALL || self.all_bytes > KEEP_BYTES_ALL) {
+            let Some(old) = self.all.pop_front() else { break };
+            self.all_bytes -= old.held_bytes();
+        }
+    }
+
+    /// Forgets a device's conversation (a minute after it left).
+    fn forget_conversation(&mut self, conn: ConnId) {
+        self.conversations.remove(&conn);
+        if let Some(held) = self.conversation_bytes.remove(&conn) {
+            self.devices_bytes -= held;
         }
     }
 
@@ -592,7 +634,7 @@ impl Model {
                 .collect();
             for conn in &expired {
                 self.history_device.remove(conn);
-                self.conversations.remove(conn);
+                self.forget_conversation(*conn);
                 self.raw_in.remove(conn);
             }
         }

@@ -288,18 +288,46 @@ fn text_goes_to_the_device_conversation_and_the_all_view() {
 }
 
 #[test]
-fn conversations_are_capped() {
+fn conversations_keep_100_000_lines_and_are_capped() {
     let mut app = new_app();
     connect(&mut app, 0, 1, "cam-1");
     for i in 0..KEEP_PER_DEVICE + 10 {
         text(&mut app, 1, 1, "cam-1", Direction::In, &format!("line {i}"));
     }
+    assert_eq!(KEEP_PER_DEVICE, 100_000);
     assert_eq!(app.model.conversations[&1].len(), KEEP_PER_DEVICE);
+    assert_eq!(app.model.conversations[&1][0].text, "line 10");
     assert_eq!(
         app.model.conversations[&1].back().unwrap().text,
         format!("line {}", KEEP_PER_DEVICE + 9)
     );
-    assert_eq!(app.model.all.len(), KEEP_PER_DEVICE + 11);
+    assert_eq!(app.model.all.len(), KEEP_ALL);
+}
+
+#[test]
+fn long_lines_are_capped_in_bytes_and_a_chatty_device_trims_only_its_own() {
+    let mut app = new_app();
+    connect(&mut app, 0, 1, "quiet");
+    connect(&mut app, 0, 2, "chatty");
+    text(
+        &mut app,
+        1,
+        1,
+        "quiet",
+        Direction::In,
+        "the quiet device's only line",
+    );
+    let long = "x".repeat(64 * 1024);
+    // 64 MiB of long lines: far over the per-device byte bound.
+    for _ in 0..1024 {
+        text(&mut app, 2, 2, "chatty", Direction::In, &long);
+    }
+    let held: usize = app.model.conversations[&2].iter().map(Entry::held_bytes).sum();
+    assert!(held <= KEEP_BYTES_PER_DEVICE, "{held} bytes held");
+    assert!(app.model.conversations[&2].len() > 200, "most of 16 MiB is kept");
+    let all: usize = app.model.all.iter().map(Entry::held_bytes).sum();
+    assert!(all <= KEEP_BYTES_ALL, "{all} bytes in the all view");
+    assert_eq!(app.model.conversations[&1].len(), 2, "connected + its line");
 }
 
 #[test]

@@ -965,3 +965,52 @@ fn an_image_preview_fills_the_pop_up_keeping_its_aspect() {
         insta::assert_snapshot!(format!("image_preview_{width}x{height}"), text);
     }
 }
+
+/// 100,000 lines of history (every tenth one long, so it wraps): scrolling back
+/// with PgUp and the wheel, to the oldest line and to the tail again, shows the
+/// right lines in wrapped mode.
+#[test]
+fn a_hundred_thousand_lines_scroll_in_wrapped_mode() {
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
+    let mut app = App::new(at(0));
+    app.on_event(ev(1, connected(1, "uart0", "10.0.0.9:4000", "lines")));
+    for i in 0..100_000 {
+        let text = if i % 10 == 0 {
+            format!("line {i} {}", "y".repeat(200))
+        } else {
+            format!("line {i}")
+        };
+        app.on_event(ev(2, said(1, "uart0", Direction::In, &text)));
+    }
+    let (w, h) = (80u16, 24u16);
+    let panes = Panes::compute(Rect::new(0, 0, w, h), false);
+    let conversation = panes.conversation;
+    let shown = |app: &App| {
+        area_text(
+            render(app, w, h, &Theme::default_theme()).backend().buffer(),
+            conversation,
+        )
+    };
+    assert!(shown(&app).contains("line 99999"), "follows the tail");
+    let key = |app: &mut App, code| app.on_key(KeyEvent::new(code, KeyModifiers::NONE));
+    for _ in 0..5_000 {
+        key(&mut app, KeyCode::PageUp);
+    }
+    let text = shown(&app);
+    assert!(text.contains("line 49999"), "50,000 back:\n{text}");
+    assert!(!text.contains("line 99999"), "{text}");
+    let wheel = MouseEvent {
+        kind: MouseEventKind::ScrollDown,
+        column: conversation.x + 2,
+        row: conversation.y + 2,
+        modifiers: KeyModifiers::NONE,
+    };
+    app.on_mouse(wheel, &panes);
+    assert!(shown(&app).contains("line 50002"), "the wheel scrolls 3 down");
+    key(&mut app, KeyCode::Home);
+    app.focus = crate::tui::app::Focus::Conversation;
+    key(&mut app, KeyCode::Home);
+    assert!(shown(&app).contains("line 0 y"), "Home goes to the oldest line");
+    key(&mut app, KeyCode::End);
+    assert!(shown(&app).contains("line 99999"), "End follows the tail again");
+}
