@@ -28,9 +28,19 @@ pub struct Cli {
     pub json: bool,
 
     /// Where to accept devices: HOST:PORT or PROTO://HOST:PORT, PROTO one of auto, cf,
-    /// lines, frames. Repeat for several. [default: 0.0.0.0:9999]
+    /// lines, frames, udp. Repeat for several. [default: 0.0.0.0:9999]
     #[arg(long, value_name = "ADDR")]
     pub listen: Vec<String>,
+
+    /// Open a serial port: [PROTO://]PATH[@BAUD], PROTO lines (default), frames or auto,
+    /// e.g. /dev/ttyUSB0@115200. Reopened when it comes back. Repeat for several.
+    #[arg(long, value_name = "PORT")]
+    pub serial: Vec<String>,
+
+    /// Connect to a device that listens: [PROTO://]HOST:PORT (an ESP's AT+CIPSERVER),
+    /// retried until it answers. Repeat for several.
+    #[arg(long, value_name = "ADDR")]
+    pub connect: Vec<String>,
 
     /// Folder for received files [default: the platform data folder's benchlink/received].
     #[arg(long, value_name = "DIR")]

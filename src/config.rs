@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::cli::{Cli, LineEndingArg, parse_duration_arg, parse_size_arg};
+use crate::link_spec::{ConnectSpec, ConnectTable, SerialSpec, SerialTable};
 use crate::protocol::{LineEnding, ListenProtocol};
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:9999";
@@ -38,6 +39,8 @@ impl std::error::Error for ConfigError {}
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenSpec {
     pub protocol: ListenProtocol,
+    /// `udp://HOST:PORT`: each source address is a lines device.
+    pub udp: bool,
     /// `HOST:PORT`, resolved when bound.
     pub addr: String,
 }
@@ -49,10 +52,15 @@ impl ListenSpec {
         let protocols = ListenProtocol::NAMES.join(", ");
         let bad = |why: String| {
             ConfigError(format!(
-                "bad listen address {text:?}: {why}; write PORT, HOST:PORT or PROTO://HOST:PORT with PROTO one of {protocols}"
+                "bad listen address {text:?}: {why}; write PORT, HOST:PORT or PROTO://HOST:PORT with PROTO one of {protocols}, udp"
             ))
         };
+        let mut udp = false;
         let (protocol, addr) = match text.split_once("://") {
+            Some((proto, addr)) if proto.eq_ignore_ascii_case("udp") => {
+                udp = true;
+                (ListenProtocol::Lines, addr)
+            }
             Some((proto, addr)) => match ListenProtocol::parse(proto) {
                 Some(p) => (p, addr),
                 None => return Err(bad(format!("unknown protocol {proto:?}"))),
@@ -81,6 +89,7 @@ impl ListenSpec {
         let host = if host.is_empty() { "0.0.0.0" } else { host };
         Ok(Self {
             protocol,
+            udp,
             addr: format!("{host}:{port_number}"),
         })
     }
@@ -115,6 +124,10 @@ pub struct Settings {
     pub idle_timeout: Option<Duration>,
     /// Macros by name (`F5`..`F12` from `[macros]`, others from `[macros.named]`).
     pub macros: std::collections::BTreeMap<String, String>,
+    /// Serial ports to open (`--serial`, `[[serial]]`).
+    pub serial: Vec<SerialSpec>,
+    /// Devices to connect to (`--connect`, `[[connect]]`).
+    pub connect: Vec<ConnectSpec>,
 }
 
 impl Settings {
@@ -234,6 +247,20 @@ impl Settings {
             event_queue: event_queue as usize,
             idle_timeout: cli.idle_timeout.or(file.idle_timeout).filter(|d| !d.is_zero()),
             macros: file.macros,
+            serial: {
+                let mut serial = file.serial;
+                for text in &cli.serial {
+                    serial.push(SerialSpec::parse(text)?);
+                }
+                serial
+            },
+            connect: {
+                let mut connect = file.connect;
+                for text in &cli.connect {
+                    connect.push(ConnectSpec::parse(text)?);
+                }
+                connect
+            },
         })
     }
 }
@@ -278,6 +305,8 @@ struct FileConfig {
     event_queue: Option<u64>,
     idle_timeout: Option<Duration>,
     macros: std::collections::BTreeMap<String, String>,
+    serial: Vec<SerialSpec>,
+    connect: Vec<ConnectSpec>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -321,6 +350,10 @@ struct RawFileConfig {
     event_queue: Option<SizeValue>,
     idle_timeout: Option<String>,
     macros: Option<RawMacros>,
+    #[serde(default)]
+    serial: Vec<SerialTable>,
+    #[serde(default)]
+    connect: Vec<ConnectTable>,
 }
 
 /// `[macros]`: `F5` .. `F12` = a line, or lines separated by `\n`; and
@@ -460,6 +493,18 @@ impl FileConfig {
                     })?)
                 }
             },
+            serial: raw
+                .serial
+                .into_iter()
+                .map(SerialSpec::from_table)
+                .collect::<Result<_, _>>()
+                .map_err(|e| ConfigError(format!("bad config file {shown}: {e}")))?,
+            connect: raw
+                .connect
+                .into_iter()
+                .map(ConnectSpec::from_table)
+                .collect::<Result<_, _>>()
+                .map_err(|e| ConfigError(format!("bad config file {shown}: {e}")))?,
         })
     }
 }

@@ -251,6 +251,18 @@ pub fn human(event: &Event) -> Option<String> {
         EventKind::PartRemoved { device, path, reason } => {
             format!("- {}: removed {} ({})", safe(device), safe(path), safe(reason))
         }
+        EventKind::Reconnecting {
+            device,
+            reason,
+            delay_ms,
+            ..
+        } => format!(
+            "{}: {}; trying again in {}",
+            safe(device),
+            safe(reason),
+            crate::text::duration_ms(*delay_ms)
+        ),
+        EventKind::LinkClosed { device, .. } => format!("{}: closed (no more retries)", safe(device)),
         EventKind::Error { message } => format!("error: {}", safe(message)),
         EventKind::Reply {
             ok: true, command, ..

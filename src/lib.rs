@@ -12,6 +12,7 @@ pub mod console;
 pub mod device;
 pub mod engine;
 pub mod headless;
+pub mod link_spec;
 pub mod protocol;
 pub mod text;
 pub mod tui;

@@ -116,6 +116,17 @@ pub fn size(bytes: u64) -> String {
 
 /// Cuts text into pieces of at most `max_bytes` (at least one character each),
 /// never inside a character.
+/// A delay as people say it: `800 ms`, `2 s`, `1.5 s`, `30 s`.
+pub fn duration_ms(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms.is_multiple_of(1000) {
+        format!("{} s", ms / 1000)
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    }
+}
+
 pub fn pieces(text: &str, max_bytes: usize) -> Vec<&str> {
     let mut out = Vec::new();
     let mut rest = text;

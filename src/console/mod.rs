@@ -39,6 +39,13 @@ pub enum Request {
     Filter(Option<String>),
     /// `/view text|hex`: how the conversation is shown (full-screen console).
     View(ViewMode),
+    /// `/serial [PROTO://]PATH[@BAUD]`: open a serial port (reopened when it
+    /// comes back).
+    Serial(crate::link_spec::SerialSpec),
+    /// `/connect [PROTO://]HOST:PORT`: connect to a device that listens.
+    Connect(crate::link_spec::ConnectSpec),
+    /// `/close NAME`: stop a serial port or outgoing link and its retries.
+    Close(String),
     /// An empty line: nothing to do.
     Nothing,
 }
@@ -61,6 +68,21 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("/all", "TEXT", "send TEXT to every connected device"),
     ("/list", "", "list connected devices"),
     ("/kick", "NAME|CONN", "disconnect a device"),
+    (
+        "/serial",
+        "PATH[@BAUD]",
+        "open a serial port (frames:// or auto:// before it for those protocols)",
+    ),
+    (
+        "/connect",
+        "HOST:PORT",
+        "connect to a device that listens (retried until it answers)",
+    ),
+    (
+        "/close",
+        "NAME",
+        "close a serial port or outgoing link and stop its retries",
+    ),
     (
         "/hex",
         "BYTES",
@@ -137,6 +159,13 @@ pub fn parse(line: &str) -> Result<Request, String> {
         "all" => needs("TEXT").map(Request::All),
         "list" | "ls" => Ok(Request::List),
         "kick" => needs("NAME|CONN").map(Request::Kick),
+        "serial" => crate::link_spec::SerialSpec::parse(&needs("[PROTO://]PATH[@BAUD]")?)
+            .map(Request::Serial)
+            .map_err(|e| e.0),
+        "connect" => crate::link_spec::ConnectSpec::parse(&needs("[PROTO://]HOST:PORT")?)
+            .map(Request::Connect)
+            .map_err(|e| e.0),
+        "close" => needs("NAME").map(Request::Close),
         "help" | "h" | "?" => Ok(Request::Help),
         "hex" => parse_hex(&needs("BYTES")?).map(Request::Bytes),
         "raw" => {

@@ -133,6 +133,25 @@ pub enum EventKind {
         bytes_in: u64,
         bytes_out: u64,
     },
+    /// A serial port or outgoing link is down and will be tried again after
+    /// `delay_ms` (1 s doubling to 30 s, with jitter). It keeps its `conn` and
+    /// name, so it comes back as the same device.
+    Reconnecting {
+        conn: ConnId,
+        device: String,
+        /// The port's path or the address connected to.
+        peer: String,
+        reason: String,
+        delay_ms: u64,
+        /// Failed attempts in a row.
+        attempt: u32,
+    },
+    /// A serial port or outgoing link was closed by the operator (`/close`): no
+    /// more retries.
+    LinkClosed {
+        conn: ConnId,
+        device: String,
+    },
     Error {
         message: String,
     },

@@ -4,6 +4,9 @@
 pub mod event;
 pub mod event_queue;
 pub mod journal;
+pub mod link;
+mod links;
+mod listener;
 pub mod names;
 pub mod ratelimit;
 pub mod registry;
@@ -16,7 +19,6 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -27,9 +29,8 @@ use event_queue::{EventReceiver, EventSender};
 use journal::Journal;
 use registry::{Registry, SessionCommand};
 
-use crate::config::{ListenSpec, Settings};
+use crate::config::Settings;
 use crate::console::{self, Request};
-use crate::protocol::ListenProtocol;
 
 /// What a front end asks of the engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +74,8 @@ pub(crate) struct Shared {
     fd_limit: usize,
     /// Connections at once: `--max-connections`, or fewer if descriptors are short.
     pub max_connections: usize,
+    /// Serial ports and outgoing connections the engine keeps open.
+    links: Mutex<Vec<links::LinkEntry>>,
     /// The received folder's lock, held as long as the engine lives.
     _dir_lock: std::fs::File,
 }
@@ -88,6 +91,18 @@ impl Shared {
     pub fn room_for_a_file(&self) -> bool {
         let connections = self.max_connections - self.connections.available_permits();
         connections + self.open_files.count() + FD_RESERVE + FD_NEW_CONNECTIONS < self.fd_limit
+    }
+
+    /// The name a device at `ip` gets: its alias from config.toml, else the address.
+    pub fn name_for(&self, ip: std::net::IpAddr) -> String {
+        match self.settings.aliases.get(&ip) {
+            Some(alias) => alias.clone(),
+            None => ip.to_string(),
+        }
+    }
+
+    pub fn links(&self) -> MutexGuard<'_, Vec<links::LinkEntry>> {
+        self.links.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn token_refusals(&self) -> MutexGuard<'_, ratelimit::RateLimit> {
@@ -121,7 +136,7 @@ impl Shared {
 /// An engine whose listeners are bound and whose folder is writable, not yet running.
 pub struct Engine {
     settings: Settings,
-    listeners: Vec<(TcpListener, ListenProtocol)>,
+    listeners: Vec<listener::Bound>,
     /// Held while the console runs: one console per received folder.
     _lock: std::fs::File,
 }
@@ -179,7 +194,7 @@ impl Engine {
         let lock = lock_dir(&settings.dir)?;
         let mut listeners = Vec::new();
         for spec in &settings.listen {
-            listeners.push((bind_one(spec).await?, spec.protocol));
+            listeners.push(listener::bind(spec).await?);
         }
         Ok(Engine {
             settings,
@@ -195,7 +210,7 @@ impl Engine {
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners
             .iter()
-            .filter_map(|(l, _)| l.local_addr().ok())
+            .filter_map(listener::Bound::local_addr)
             .collect()
     }
 
@@ -231,6 +246,7 @@ impl Engine {
             connections: limit.clone(),
             fd_limit,
             max_connections,
+            links: Mutex::default(),
             _dir_lock: self._lock,
         });
         let listeners = self.listeners;
@@ -244,24 +260,31 @@ impl Engine {
                 );
                 shared.emit(EventKind::Error { message }).await;
             }
-            for (listener, protocol) in listeners {
-                let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+            for bound in listeners {
+                let addr = bound.local_addr().map(|a| a.to_string()).unwrap_or_default();
                 shared
                     .emit(EventKind::Listening {
                         addr,
-                        protocol: protocol.name().into(),
+                        protocol: bound.protocol_name().into(),
                         dir: shared.settings.dir.display().to_string(),
                     })
                     .await;
-                tracker.spawn(accept_loop(
-                    shared.clone(),
-                    listener,
-                    protocol,
-                    limit.clone(),
-                    tracker.clone(),
-                ));
+                tracker.spawn(bound.serve(shared.clone(), limit.clone(), tracker.clone()));
             }
-            let reason = CommandHandler::new(shared.clone(), own_commands)
+            let targets = (shared.settings.serial.iter().cloned().map(links::Target::Serial)).chain(
+                shared
+                    .settings
+                    .connect
+                    .iter()
+                    .cloned()
+                    .map(links::Target::Connect),
+            );
+            for target in targets {
+                if let Err(message) = links::start(&shared, &tracker, target) {
+                    shared.emit(EventKind::Error { message }).await;
+                }
+            }
+            let reason = CommandHandler::new(shared.clone(), own_commands, tracker.clone())
                 .run(command_rx)
                 .await;
             shared.cancel.cancel();
@@ -338,124 +361,6 @@ fn lock_dir(dir: &Path) -> Result<std::fs::File, StartError> {
     Ok(file)
 }
 
-async fn bind_one(spec: &ListenSpec) -> Result<TcpListener, StartError> {
-    TcpListener::bind(&spec.addr).await.map_err(|e| {
-        let hint = match e.kind() {
-            std::io::ErrorKind::AddrInUse => {
-                " (another program, perhaps another benchlink, is using that port; stop it or choose another port with --listen)"
-            }
-            std::io::ErrorKind::PermissionDenied => " (ports below 1024 need privileges; choose a port above 1024)",
-            std::io::ErrorKind::AddrNotAvailable => " (that address is not on this machine; try 0.0.0.0)",
-            _ => "",
-        };
-        StartError(format!("cannot listen on {}: {e}{hint}", spec.addr))
-    })
-}
-
-async fn accept_loop(
-    shared: Arc<Shared>,
-    listener: TcpListener,
-    protocol: ListenProtocol,
-    limit: Arc<Semaphore>,
-    tracker: TaskTracker,
-) {
-    // A board stuck reconnecting must not flood the output: one error per interval.
-    let mut refusals = ratelimit::RateLimit::new(REFUSAL_REPORT_EVERY);
-    let mut evictions = ratelimit::RateLimit::new(Duration::from_secs(1));
-    loop {
-        let accepted = tokio::select! {
-            _ = shared.cancel.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                let permit = match limit.clone().try_acquire_owned() {
-                    Ok(permit) => Some(permit),
-                    Err(_) => make_room(&shared, &limit, peer, &mut evictions).await,
-                };
-                match permit {
-                    Some(permit) => {
-                        tracker.spawn(session::run(shared.clone(), stream, peer, protocol, permit));
-                    }
-                    None => {
-                        tell_busy(&stream, protocol);
-                        drop(stream);
-                        if let Some(n) = refusals.allow(std::time::Instant::now()) {
-                            let more = match n {
-                                0 => String::new(),
-                                n => format!(" ({n} refused since the last report)"),
-                            };
-                            shared
-                                .emit(EventKind::Error {
-                                    message: format!(
-                                        "refused a connection from {peer}: {} devices are connected and all have sent something, the --max-connections limit{more}",
-                                        shared.max_connections
-                                    ),
-                                })
-                                .await;
-                        }
-                    }
-                }
-            }
-            Err(e) => {
-                // Out of file descriptors and the like: say so, and do not spin.
-                shared
-                    .emit(EventKind::Error {
-                        message: format!("cannot accept a connection: {e}"),
-                    })
-                    .await;
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    }
-}
-
-/// At the connection limit: closes the connection that has been silent longest
-/// among those that never sent a byte (a socket opened and forgotten, or a
-/// flood of them), and returns its slot for the newcomer. None when every
-/// connection has spoken: then the newcomer is refused.
-async fn make_room(
-    shared: &Shared,
-    limit: &Arc<Semaphore>,
-    newcomer: SocketAddr,
-    reports: &mut ratelimit::RateLimit,
-) -> Option<tokio::sync::OwnedSemaphorePermit> {
-    let (victim, silent_for, commands) = shared.registry().pick_silent()?;
-    let _ = commands.send(SessionCommand::Evict).await;
-    if let Some(n) = reports.allow(std::time::Instant::now()) {
-        let message = format!(
-            "closed the connection from {victim} (connected {} s ago, never sent a byte) to make room for {newcomer}: {} connections is the --max-connections limit{}",
-            silent_for.as_secs(),
-            shared.max_connections,
-            ratelimit::more(n)
-        );
-        shared.emit(EventKind::Error { message }).await;
-    }
-    // The evicted session releases its slot as it ends, within moments.
-    tokio::time::timeout(EVICT_WITHIN, limit.clone().acquire_owned())
-        .await
-        .ok()?
-        .ok()
-}
-
-/// Tells a refused newcomer why, without waiting: an ERROR frame where a frames
-/// device may be listening, a line elsewhere.
-fn tell_busy(stream: &TcpStream, protocol: ListenProtocol) {
-    let note = match protocol {
-        ListenProtocol::Frames | ListenProtocol::Auto => {
-            let mut out = bytes::BytesMut::new();
-            crate::protocol::frames::Message::Error {
-                code: crate::protocol::frames::ERR_BUSY,
-                message: "too many connections".into(),
-            }
-            .encode(&mut out);
-            out.to_vec()
-        }
-        ListenProtocol::Cf | ListenProtocol::Lines => b"benchlink: too many connections\r\n".to_vec(),
-    };
-    let _ = stream.try_write(&note);
-}
-
 /// Runs operator commands against the registry.
 struct CommandHandler {
     shared: Arc<Shared>,
@@ -467,6 +372,8 @@ struct CommandHandler {
     next_repeat: u32,
     /// The engine's own command queue: macros feed their lines through it.
     commands: mpsc::Sender<Command>,
+    /// Where `/serial` and `/connect` links run, so a stop waits for them.
+    tracker: TaskTracker,
 }
 
 /// One `/every`: a line sent to one connection at a fixed period.
@@ -496,13 +403,25 @@ async fn run_macro(lines: Vec<String>, commands: mpsc::Sender<Command>) {
 }
 
 impl CommandHandler {
-    fn new(shared: Arc<Shared>, commands: mpsc::Sender<Command>) -> Self {
+    fn new(shared: Arc<Shared>, commands: mpsc::Sender<Command>, tracker: TaskTracker) -> Self {
         Self {
+            tracker,
             shared,
             target: None,
             repeats: Vec::new(),
             next_repeat: 0,
             commands,
+        }
+    }
+
+    async fn open_link(&mut self, command: &str, target: links::Target) {
+        let what = target.describe();
+        match links::start(&self.shared, &self.tracker, target) {
+            Ok(name) => {
+                self.reply(command, true, format!("opening {what} as {name}"), None)
+                    .await;
+            }
+            Err(why) => self.reply(command, false, why, None).await,
         }
     }
 
@@ -678,6 +597,36 @@ impl CommandHandler {
                     None => {
                         let e = format!("no device called {key:?}; {}", self.who_is_connected());
                         self.reply(&command, false, e, None).await;
+                    }
+                }
+            }
+            Request::Serial(spec) => self.open_link(&command, links::Target::Serial(spec)).await,
+            Request::Connect(spec) => self.open_link(&command, links::Target::Connect(spec)).await,
+            Request::Close(key) => {
+                let closed = {
+                    let links = self.shared.links();
+                    let found = links
+                        .iter()
+                        .find(|l| l.name == key || l.target.describe() == key || l.conn.to_string() == key);
+                    found.map(|l| {
+                        l.close();
+                        l.name.clone()
+                    })
+                };
+                match closed {
+                    Some(name) => {
+                        self.reply(&command, true, format!("closing {name}"), None).await;
+                    }
+                    None => {
+                        let open: Vec<String> = self.shared.links().iter().map(|l| l.name.clone()).collect();
+                        let said = if open.is_empty() {
+                            format!(
+                                "no link called {key:?}: no serial port or outgoing connection is open (/kick disconnects a device that connected)"
+                            )
+                        } else {
+                            format!("no link called {key:?}; open links: {}", open.join(", "))
+                        };
+                        self.reply(&command, false, said, None).await;
                     }
                 }
             }

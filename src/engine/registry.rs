@@ -1,7 +1,6 @@
 //! Who is connected: names, numbers, counters and each session's command channel.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -9,6 +8,7 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 use super::event::{ConnId, DeviceInfo};
+use super::link::Peer;
 
 /// Per-connection byte counters, shared between the session and the registry.
 #[derive(Debug, Default)]
@@ -26,7 +26,7 @@ pub enum SessionCommand {
     /// A new connection from `by` presented this device's id (protocol 1.1
     /// takeover): say BYE, close, and drop `done` once the name is free.
     Replace {
-        by: SocketAddr,
+        by: Peer,
         done: tokio::sync::oneshot::Sender<()>,
     },
     /// Close to make room for a new connection (this one never sent a byte).
@@ -41,7 +41,7 @@ pub enum SessionCommand {
 pub struct Device {
     pub conn: ConnId,
     pub name: String,
-    pub peer: SocketAddr,
+    pub peer: Peer,
     pub protocol: &'static str,
     pub since: Instant,
     /// Set once the protocol is known and `connected` was emitted.
@@ -83,16 +83,26 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Adds a connection under `base`, or `base#2`, `#3`... while that name is live.
+    /// A connection number for a link that keeps it across reconnects.
+    pub fn reserve_conn(&mut self) -> ConnId {
+        self.last_conn += 1;
+        self.last_conn
+    }
+
+    /// Adds a connection under `base`, or `base#2`, `#3`... while that name is live;
+    /// `conn` is a number reserved earlier, else a new one is taken.
     pub fn register(
         &mut self,
-        peer: SocketAddr,
+        peer: Peer,
         base: &str,
+        conn: Option<ConnId>,
         commands: mpsc::Sender<SessionCommand>,
         stats: Arc<Stats>,
     ) -> (ConnId, String) {
-        self.last_conn += 1;
-        let conn = self.last_conn;
+        let conn = match conn {
+            Some(conn) if !self.devices.contains_key(&conn) => conn,
+            _ => self.reserve_conn(),
+        };
         let name = self.claim_name(base, conn);
         self.devices.insert(
             conn,
@@ -121,14 +131,18 @@ impl Registry {
 
     /// The connection silent longest among those that never sent a byte, marked
     /// as being evicted: its address, how long it has been connected, its channel.
-    pub fn pick_silent(&mut self) -> Option<(SocketAddr, std::time::Duration, mpsc::Sender<SessionCommand>)> {
+    pub fn pick_silent(&mut self) -> Option<(Peer, std::time::Duration, mpsc::Sender<SessionCommand>)> {
         let device = self
             .devices
             .values_mut()
             .filter(|d| !d.evicting && d.stats.bytes_in.load(Ordering::Relaxed) == 0)
             .min_by_key(|d| d.since)?;
         device.evicting = true;
-        Some((device.peer, device.since.elapsed(), device.commands.clone()))
+        Some((
+            device.peer.clone(),
+            device.since.elapsed(),
+            device.commands.clone(),
+        ))
     }
 
     /// `base` if free, else the lowest free `base#n` (n >= 2), marked as taken.
@@ -224,8 +238,8 @@ mod tests {
 
     fn add(r: &mut Registry, ip: &str, port: u16) -> (ConnId, String) {
         let (tx, _rx) = mpsc::channel(1);
-        let peer = SocketAddr::new(ip.parse().expect("ip"), port);
-        let (conn, name) = r.register(peer, ip, tx, Arc::default());
+        let peer = Peer::Net(std::net::SocketAddr::new(ip.parse().expect("ip"), port));
+        let (conn, name) = r.register(peer, ip, None, tx, Arc::default());
         r.announce(conn, "lines");
         (conn, name)
     }
@@ -246,7 +260,10 @@ mod tests {
         let (c5, n5) = add(&mut r, "10.0.0.2", 1004);
         assert_eq!(n5, "10.0.0.2#4");
         assert!(c4 > c1, "connection numbers are never reused");
-        assert_eq!(r.find("10.0.0.2#3").map(|d| d.peer.port()), Some(1002));
+        assert_eq!(
+            r.find("10.0.0.2#3").map(|d| d.peer.to_string()),
+            Some("10.0.0.2:1002".into())
+        );
         assert_eq!(r.find(&c4.to_string()).map(|d| d.name.as_str()), Some("10.0.0.2"));
         assert!(r.find("nobody").is_none());
         // A freed suffix is used again.

@@ -12,13 +12,14 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
 
 use super::event::{ConnId, Direction, EventKind};
 use super::journal::ReceivedRecord;
+use super::link::{LinkStream, Peer};
 use super::registry::{SessionCommand, Stats};
 use super::safe_fs;
 use super::sink::{self, Finished, PartFile, place};
@@ -45,30 +46,82 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the console tries to tell a frames device why it closes the connection.
 const BYE_WITHIN: Duration = Duration::from_secs(1);
 
-pub(super) async fn run(
-    shared: Arc<Shared>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    listen: ListenProtocol,
-    _permit: OwnedSemaphorePermit,
-) {
-    // Commands are short; send them now, not after Nagle's delay.
+/// A device link, opened and ready for a session.
+pub(super) struct Opened {
+    pub stream: LinkStream,
+    pub peer: Peer,
+    /// The name the device gets until it names itself: an IP, an alias, a port.
+    pub base: String,
+    /// A link that reconnects keeps its connection number, so front ends keep its
+    /// row and conversation.
+    pub conn: Option<ConnId>,
+    /// Ends this session alone (`/close` of its link); a child of the engine's.
+    pub cancel: CancellationToken,
+    /// An auto listener greets a silent device as cf after `--auto-delay-ms`;
+    /// serial ports and outgoing links greet nothing and wait for the device.
+    pub auto_cf: bool,
+    /// Closed after this much silence (UDP sources), else `--idle-timeout`.
+    pub idle: Option<Duration>,
+}
+
+impl Opened {
+    /// An accepted TCP connection, named after its address (or its alias).
+    pub fn accepted(shared: &Shared, stream: TcpStream, peer: SocketAddr) -> Self {
+        tune_tcp(&stream);
+        // On a dual-stack listener IPv4 boards arrive as ::ffff:a.b.c.d; name them a.b.c.d.
+        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+        Self {
+            stream: LinkStream::tcp(stream),
+            base: shared.name_for(peer.ip()),
+            peer: Peer::Net(peer),
+            conn: None,
+            cancel: shared.cancel.child_token(),
+            auto_cf: true,
+            idle: None,
+        }
+    }
+}
+
+/// Commands go out at once (no Nagle delay), and a board that loses power,
+/// which never closes its connection, is noticed by keepalive.
+pub(super) fn tune_tcp(stream: &TcpStream) {
     let _ = stream.set_nodelay(true);
-    // A board that loses power never closes its connection: keepalive notices.
     let keepalive = socket2::TcpKeepalive::new()
         .with_time(KEEPALIVE_IDLE)
         .with_interval(KEEPALIVE_INTERVAL);
-    let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
-    // On a dual-stack listener IPv4 boards arrive as ::ffff:a.b.c.d; name them a.b.c.d.
-    let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+    let _ = socket2::SockRef::from(stream).set_tcp_keepalive(&keepalive);
+}
+
+/// How a session ended, as far as its link cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Ended {
+    /// The console stops, or the operator closed the link: no retry.
+    Stopped,
+    /// The device went away or failed: a link retries.
+    Gone(String),
+}
+
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    opened: Opened,
+    listen: ListenProtocol,
+    _permit: Option<OwnedSemaphorePermit>,
+) -> Ended {
+    let Opened {
+        stream,
+        peer,
+        base,
+        conn,
+        cancel,
+        auto_cf,
+        idle,
+    } = opened;
     let (tx, commands) = mpsc::channel(16);
     let stats = Arc::new(Stats::default());
-    let base = match shared.settings.aliases.get(&peer.ip()) {
-        Some(alias) => alias.clone(),
-        None => peer.ip().to_string(),
-    };
     let base = super::names::device_folder(&base);
-    let (conn, device) = shared.registry().register(peer, &base, tx, stats.clone());
+    let (conn, device) = shared
+        .registry()
+        .register(peer.clone(), &base, conn, tx, stats.clone());
     let mut guard = Registration {
         shared: shared.clone(),
         conn,
@@ -79,6 +132,9 @@ pub(super) async fn run(
         folder: shared.settings.dir.join(&device),
         shared,
         stream,
+        cancel,
+        auto_cf,
+        idle,
         conn,
         device,
         peer,
@@ -95,9 +151,14 @@ pub(super) async fn run(
         wire_in: BytesMut::new(),
     };
     let end = session.serve(listen).await;
+    let ended = match &end {
+        End::Stopped | End::Closed => Ended::Stopped,
+        other => Ended::Gone(other.reason()),
+    };
     // Boxed: rare, large futures must not size every idle connection's task.
     Box::pin(session.close(end)).await;
     guard.closed = true;
+    ended
 }
 
 /// Removes the device from the registry however the session ends, a panic included.
@@ -142,13 +203,15 @@ enum End {
     DeviceReset,
     Kicked,
     Stopped,
+    /// The operator closed this link (`/close`).
+    Closed,
     Failed(String),
     /// A native-frame device said BYE.
     Goodbye(String),
     /// A new connection presented this device's id and takes its name over;
     /// `done` is dropped once the name is free.
     Replaced {
-        by: SocketAddr,
+        by: Peer,
         done: Option<tokio::sync::oneshot::Sender<()>>,
     },
     /// Closed to make room for a new connection: it had never sent a byte.
@@ -168,6 +231,7 @@ impl End {
             }
             End::Kicked => "disconnected by the operator".into(),
             End::Stopped => "the console stopped".into(),
+            End::Closed => "closed by the operator (/close)".into(),
             End::Failed(why) => why.clone(),
             End::Replaced { by, .. } => format!("replaced by a new connection from {by}"),
             End::Evicted => {
@@ -183,6 +247,7 @@ impl End {
         match self {
             End::Kicked => Some("kicked by the operator".into()),
             End::Stopped => Some("console stopping".into()),
+            End::Closed => Some("closed by the operator".into()),
             End::Replaced { by, .. } => Some(format!("replaced by a new connection from {by}")),
             End::Evicted => Some("too many connections; this one had sent nothing".into()),
             End::Idle(after) => Some(format!("idle for {}", humantime_short(*after))),
@@ -232,11 +297,15 @@ impl Transfer {
 
 struct Session {
     shared: Arc<Shared>,
-    stream: TcpStream,
+    stream: LinkStream,
+    /// This session's stop: the engine's, or its link's `/close`.
+    cancel: CancellationToken,
+    auto_cf: bool,
+    idle: Option<Duration>,
     conn: ConnId,
     device: String,
     folder: PathBuf,
-    peer: SocketAddr,
+    peer: Peer,
     stats: Arc<Stats>,
     commands: mpsc::Receiver<SessionCommand>,
     mode: Mode,
@@ -267,7 +336,9 @@ impl Session {
                 Ok(())
             }
             ListenProtocol::Auto => {
-                auto_deadline = Some(Instant::now() + self.shared.settings.auto_delay);
+                auto_deadline = self
+                    .auto_cf
+                    .then(|| Instant::now() + self.shared.settings.auto_delay);
                 Ok(())
             }
             ListenProtocol::Cf => Box::pin(self.start_cf(false)).await,
@@ -293,12 +364,14 @@ impl Session {
                 }
                 _ => None,
             };
-            let idle_timeout = self.shared.settings.idle_timeout;
+            let idle_timeout = self.idle.or(self.shared.settings.idle_timeout);
             let idle_deadline = idle_timeout.map(|t| self.last_heard + t);
             let far = Instant::now() + Duration::from_secs(86_400);
             tokio::select! {
                 biased;
-                _ = self.shared.cancel.cancelled() => return End::Stopped,
+                _ = self.cancel.cancelled() => {
+                    return if self.shared.cancel.is_cancelled() { End::Stopped } else { End::Closed };
+                }
                 command = self.commands.recv() => match command {
                     Some(SessionCommand::Send(text)) => {
                         if let Err(end) = Box::pin(self.send_command(&text)).await {
@@ -457,6 +530,12 @@ impl Session {
             Mode::Lines(decoder) => {
                 let mut lines = Vec::new();
                 decoder.push(&data, &mut lines);
+                // A UDP datagram is one message, with or without its line ending.
+                if self.stream.at_message_end()
+                    && let Some(rest) = decoder.take_partial()
+                {
+                    lines.push(rest);
+                }
                 self.partial_since = decoder.has_partial().then(Instant::now);
                 for line in lines {
                     self.text_in(&line).await;

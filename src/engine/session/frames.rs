@@ -418,7 +418,7 @@ impl Session {
             return;
         };
         let (done, released) = tokio::sync::oneshot::channel();
-        let by = self.peer;
+        let by = self.peer.clone();
         let _ = tokio::time::timeout(TAKEOVER_WITHIN, async move {
             if holder
                 .send(crate::engine::registry::SessionCommand::Replace { by, done })

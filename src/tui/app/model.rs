@@ -58,6 +58,10 @@ impl RawBytes {
 #[derive(Debug, Clone, PartialEq)]
 pub enum DeviceState {
     Idle,
+    /// A serial port or outgoing link that is down; the next attempt is `at`.
+    Reconnecting {
+        at: DateTime<Local>,
+    },
     Receiving {
         name: String,
         bytes: u64,
@@ -340,8 +344,7 @@ impl Model {
                 peer,
                 protocol,
             } => {
-                self.device_index.insert(conn, self.devices.len());
-                self.devices.push(DeviceRow {
+                let row = DeviceRow {
                     conn,
                     name: device.clone(),
                     protocol: protocol.clone(),
@@ -353,13 +356,77 @@ impl Model {
                     state: DeviceState::Idle,
                     gone_at: None,
                     eol: None,
-                });
+                };
+                // A link that reconnected keeps its number: the same row comes back.
+                match self.device_mut(conn) {
+                    Some(d) => *d = row,
+                    None => {
+                        self.device_index.insert(conn, self.devices.len());
+                        self.devices.push(row);
+                    }
+                }
                 self.log(
                     ts,
                     Some(conn),
                     &device,
                     EntryKind::System,
                     format!("connected from {peer} ({protocol})"),
+                );
+            }
+            EventKind::Reconnecting {
+                conn,
+                device,
+                peer,
+                reason,
+                delay_ms,
+                ..
+            } => {
+                let at = ts + chrono::Duration::milliseconds(delay_ms as i64);
+                match self.device_mut(conn) {
+                    Some(d) => {
+                        d.state = DeviceState::Reconnecting { at };
+                        d.gone_at = None;
+                        d.rate_in = 0;
+                    }
+                    None => {
+                        // Never connected yet (the port is missing at start): listed
+                        // all the same, so the operator sees it is being tried.
+                        self.device_index.insert(conn, self.devices.len());
+                        self.devices.push(DeviceRow {
+                            conn,
+                            name: device.clone(),
+                            protocol: "-".into(),
+                            peer: peer.clone(),
+                            since: ts,
+                            bytes_in: 0,
+                            bytes_out: 0,
+                            rate_in: 0,
+                            state: DeviceState::Reconnecting { at },
+                            gone_at: None,
+                            eol: None,
+                        });
+                    }
+                }
+                self.log(
+                    ts,
+                    Some(conn),
+                    &device,
+                    EntryKind::System,
+                    format!("{reason}; trying again in {}", crate::text::duration_ms(delay_ms)),
+                );
+            }
+            EventKind::LinkClosed { conn, device } => {
+                if let Some(d) = self.device_mut(conn) {
+                    d.gone_at = Some(ts);
+                    d.state = DeviceState::Idle;
+                    d.rate_in = 0;
+                }
+                self.log(
+                    ts,
+                    Some(conn),
+                    &device,
+                    EntryKind::System,
+                    "closed (no more retries)".into(),
                 );
             }
             EventKind::Text {

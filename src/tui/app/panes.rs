@@ -249,7 +249,11 @@ impl PromptPane {
                 .filter(|c| c.starts_with(&value))
                 .map(|c| format!("{c} "))
                 .collect(),
-            Some((cmd, partial)) if matches!(cmd, "/to" | "/kick") => devices
+            Some(("/serial", partial)) => serial_paths(partial)
+                .into_iter()
+                .map(|p| format!("/serial {p}"))
+                .collect(),
+            Some((cmd, partial)) if matches!(cmd, "/to" | "/kick" | "/close") => devices
                 .iter()
                 .filter(|d| d.gone_at.is_none() && d.name.starts_with(partial))
                 .map(|d| format!("{cmd} {}", d.name))
@@ -269,6 +273,42 @@ impl PromptPane {
             }
         }
     }
+}
+
+/// Serial ports for `/serial PARTIAL`: the entries of PARTIAL's folder that start
+/// with its last part (folders end in `/`); with nothing typed, the usual USB
+/// and on-board ports in /dev. A `frames://` style prefix is kept.
+pub fn serial_paths(partial: &str) -> Vec<String> {
+    let (proto, path) = match partial.split_once("://") {
+        Some((proto, path)) => (format!("{proto}://"), path),
+        None => (String::new(), partial),
+    };
+    let (folder, start) = match path.rsplit_once('/') {
+        Some((folder, start)) => (format!("{folder}/"), start),
+        None => ("/dev/".to_string(), path),
+    };
+    let Ok(entries) = std::fs::read_dir(&folder) else {
+        return Vec::new();
+    };
+    let usual = ["ttyUSB", "ttyACM", "ttyAMA", "ttyS", "rfcomm", "serial", "cu."];
+    let mut found: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let wanted = if start.is_empty() && folder == "/dev/" {
+                usual.iter().any(|u| name.starts_with(u))
+            } else {
+                name.starts_with(start) && (!name.starts_with('.') || start.starts_with('.'))
+            };
+            if !wanted {
+                return None;
+            }
+            let slash = if e.path().is_dir() { "/" } else { "" };
+            Some(format!("{proto}{folder}{name}{slash}"))
+        })
+        .collect();
+    found.sort();
+    found
 }
 
 fn common_prefix(items: &[String]) -> String {

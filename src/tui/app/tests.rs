@@ -798,7 +798,7 @@ fn tab_completes_commands() {
     assert_eq!(app.prompt.input.value(), "/");
     assert_eq!(
         app.prompt.notice.as_ref().unwrap().text,
-        "/to  /all  /list  /kick  /hex  /raw  /eol  /every  /macro  /sleep  /find  /filter  /view  /help  /quit"
+        "/to  /all  /list  /kick  /serial  /connect  /close  /hex  /raw  /eol  /every  /macro  /sleep  /find  /filter  /view  /help  /quit"
     );
     // Plain text is not completed.
     app.prompt.input = Input::new("hello".into());
@@ -1686,4 +1686,30 @@ fn every_letter_the_keymap_binds_in_a_pane_is_handled_and_the_rest_are_typed() {
             );
         }
     }
+}
+
+#[test]
+fn tab_completes_serial_paths() {
+    let dir = std::env::temp_dir().join(format!("benchlink-tab-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("by-id")).unwrap();
+    for name in ["ttyUSB0", "ttyUSB1", "ttyACM0"] {
+        std::fs::write(dir.join(name), b"").unwrap();
+    }
+    let base = dir.display().to_string();
+    let mut app = new_app();
+    app.prompt.input = Input::new(format!("/serial {base}/ttyA"));
+    key(&mut app, KeyCode::Tab);
+    assert_eq!(app.prompt.input.value(), format!("/serial {base}/ttyACM0"));
+    app.prompt.input = Input::new(format!("/serial frames://{base}/tty"));
+    key(&mut app, KeyCode::Tab);
+    assert_eq!(app.prompt.input.value(), format!("/serial frames://{base}/tty"));
+    let listed = &app.prompt.notice.as_ref().unwrap().text;
+    assert!(
+        listed.contains("ttyUSB0") && listed.contains("ttyUSB1") && listed.contains("ttyACM0"),
+        "{listed}"
+    );
+    app.prompt.input = Input::new(format!("/serial {base}/by"));
+    key(&mut app, KeyCode::Tab);
+    assert_eq!(app.prompt.input.value(), format!("/serial {base}/by-id/"));
+    std::fs::remove_dir_all(&dir).unwrap();
 }

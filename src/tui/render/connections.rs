@@ -83,7 +83,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                 .collect();
             let style = if Some(i) == selected {
                 theme.selection()
-            } else if d.gone_at.is_some() {
+            } else if d.gone_at.is_some() || matches!(d.state, DeviceState::Reconnecting { .. }) {
                 theme.muted()
             } else {
                 theme.fg(theme.foreground)
@@ -98,6 +98,15 @@ fn cells(d: &DeviceRow, app: &App) -> Vec<String> {
     let state = match (&d.state, d.gone_at) {
         (_, Some(t)) => format!("gone {}", duration_short((app.model.now - t).num_seconds())),
         (DeviceState::Idle, None) => "idle".into(),
+        // When the next attempt is: the port or the device may be back by then.
+        (DeviceState::Reconnecting { at }, None) => {
+            let left = (*at - app.model.now).num_seconds();
+            if left > 0 {
+                format!("reconnecting {}", duration_short(left))
+            } else {
+                "reconnecting".into()
+            }
+        }
         (DeviceState::Receiving { name, bytes, size }, None) => match size {
             // The number first: a narrow column cuts the name, not the progress.
             Some(s) if *s > 0 => format!("{}% {}", bytes * 100 / s, for_terminal(name)),
