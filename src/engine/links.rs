@@ -128,7 +128,7 @@ fn serial_error(path: &str, e: &tokio_serial::Error) -> String {
     use std::io::ErrorKind;
     let text = e.to_string();
     let lower = text.to_ascii_lowercase();
-    if lower.contains("busy") {
+    if lower.contains("busy") || lower.contains("exclusive lock") {
         return format!(
             "{path} is held by another program (tio, minicom, screen or ModemManager?); close it"
         );
@@ -200,9 +200,12 @@ async fn supervise(
     shared: Arc<Shared>,
     target: Target,
     conn: ConnId,
-    name: String,
+    base: String,
     cancel: CancellationToken,
 ) {
+    // What the device is called: the port's name until a HELLO renames it; the
+    // retries and the close are told under the name the operator last saw.
+    let mut name = base.clone();
     let mut backoff = Backoff::default();
     let mut said: Option<String> = None;
     loop {
@@ -217,13 +220,15 @@ async fn supervise(
                 let opened = Opened {
                     stream,
                     peer,
-                    base: name.clone(),
+                    base: base.clone(),
                     conn: Some(conn),
                     cancel: cancel.child_token(),
                     auto_cf: false,
                     idle: None,
                 };
-                match session::run(shared.clone(), opened, target.protocol(), None).await {
+                let (ended, device) = session::run(shared.clone(), opened, target.protocol(), None).await;
+                name = device;
+                match ended {
                     Ended::Stopped => break,
                     Ended::Gone(reason) => reason,
                 }

@@ -603,11 +603,17 @@ impl CommandHandler {
             Request::Serial(spec) => self.open_link(&command, links::Target::Serial(spec)).await,
             Request::Connect(spec) => self.open_link(&command, links::Target::Connect(spec)).await,
             Request::Close(key) => {
+                // By the device's name now (a HELLO may have renamed it), the
+                // link's own name, its port or address, or its number.
+                let live = self.shared.registry().find(&key).map(|d| d.conn);
                 let closed = {
                     let links = self.shared.links();
-                    let found = links
-                        .iter()
-                        .find(|l| l.name == key || l.target.describe() == key || l.conn.to_string() == key);
+                    let found = links.iter().find(|l| {
+                        Some(l.conn) == live
+                            || l.name == key
+                            || l.target.describe() == key
+                            || l.conn.to_string() == key
+                    });
                     found.map(|l| {
                         l.close();
                         l.name.clone()

@@ -101,12 +101,14 @@ pub(super) enum Ended {
     Gone(String),
 }
 
+/// Runs a device session to its end; returns how it ended and the name the
+/// device had last (a HELLO may have renamed it).
 pub(super) async fn run(
     shared: Arc<Shared>,
     opened: Opened,
     listen: ListenProtocol,
     _permit: Option<OwnedSemaphorePermit>,
-) -> Ended {
+) -> (Ended, String) {
     let Opened {
         stream,
         peer,
@@ -158,7 +160,7 @@ pub(super) async fn run(
     // Boxed: rare, large futures must not size every idle connection's task.
     Box::pin(session.close(end)).await;
     guard.closed = true;
-    ended
+    (ended, session.device)
 }
 
 /// Removes the device from the registry however the session ends, a panic included.

@@ -69,7 +69,10 @@ pub struct Dev {
 
 impl Dev {
     pub fn connect(addr: SocketAddr) -> Dev {
-        let stream = TcpStream::connect_timeout(&addr, WAIT).unwrap();
+        Self::from_stream(TcpStream::connect_timeout(&addr, WAIT).unwrap())
+    }
+
+    pub fn from_stream(stream: TcpStream) -> Dev {
         stream.set_nodelay(true).unwrap();
         let local = stream.local_addr().unwrap();
         Dev {
