@@ -4,6 +4,7 @@
 pub mod cf;
 pub mod frames;
 pub mod lines;
+pub mod receiving;
 pub mod sniff;
 
 use std::fmt;

@@ -18,6 +18,7 @@ use crate::protocol::frames::{
     AckStatus, Decoded, ERR_AUTH, ERR_OVERSIZE, ERR_PROTOCOL, FrameDecoder, Message, OVERHEAD, kind_name,
     refused,
 };
+use crate::protocol::receiving::{Mismatch, OnData, OnEnd, Receiving, judge};
 
 /// The REFUSED code for a disk error: full (try later) or anything else.
 fn disk_code(e: &std::io::Error) -> u64 {
@@ -141,13 +142,11 @@ enum FrameFile {
         transfer: Transfer,
         /// The `.part`'s sidecar, which lets a later connection resume it.
         meta: PathBuf,
-        /// The expected offset already answered with FILE_ACK RESUME: once per gap.
-        gap_reported: Option<u64>,
         /// Continues a `.part` an earlier connection wrote: its CRC is not this
         /// connection's to learn (see CRC_MISMATCH).
         resumed: bool,
-        /// What the last PROGRESS or RESUME told the device it holds.
-        acked: u64,
+        /// Where data goes, gaps, repairs and PROGRESS: the protocol's pure rules.
+        rx: Receiving,
     },
     /// Refused or failed (with its REFUSED code): its data is dropped, and its
     /// FILE_END is answered with the same refusal.
@@ -553,15 +552,16 @@ impl Session {
                 resumed_from: (held > 0).then_some(held),
             })
             .await;
+        let limit = self.shared.settings.max_file_size;
         if let Mode::Frames(state) = &mut self.mode {
+            let rx = Receiving::new(held, size, limit, state.window);
             state.transfers.insert(
                 file_id,
                 FrameFile::Active {
                     transfer: Transfer::new(part, name, size, Instant::now()),
                     meta,
-                    gap_reported: None,
                     resumed: held > 0,
-                    acked: held,
+                    rx,
                 },
             );
         }
@@ -638,18 +638,10 @@ impl Session {
     }
 
     async fn file_data(&mut self, file_id: u32, offset: u64, mut data: bytes::Bytes) -> Result<(), End> {
-        let limit = self.shared.settings.max_file_size;
         let Mode::Frames(state) = &mut self.mode else {
             return Ok(());
         };
-        let window = state.window;
-        let Some(FrameFile::Active {
-            transfer,
-            gap_reported,
-            acked,
-            ..
-        }) = state.transfers.get_mut(&file_id)
-        else {
+        let Some(FrameFile::Active { transfer, rx, .. }) = state.transfers.get_mut(&file_id) else {
             // A refused file's data is dropped quietly (it was answered). An unknown
             // file_id means its FILE_BEGIN was lost: say so once, so the device can
             // start the file again instead of waiting for an answer.
@@ -661,47 +653,40 @@ impl Session {
             }
             return Ok(());
         };
-        let expected = transfer.part.len();
-        if offset > expected {
-            // A frame before this one was lost (bad CRC): ask the device to rewind,
-            // once per gap, and drop data until it does (ZMODEM's ZRPOS).
-            if *gap_reported != Some(expected) {
-                *gap_reported = Some(expected);
-                return self.ack(file_id, AckStatus::Resume, expected, "gap".into()).await;
+        let expected = rx.held;
+        match rx.on_data(offset, data.len()) {
+            OnData::Drop => return Ok(()),
+            // A frame before this one was lost (bad CRC): the device rewinds.
+            OnData::AskRewind(from) => return self.ack(file_id, AckStatus::Resume, from, "gap".into()).await,
+            OnData::Append { skip } => {
+                let _ = data.split_to(skip); // bytes already held
             }
-            return Ok(());
-        }
-        let overlap = (expected - offset).min(data.len() as u64) as usize;
-        let _ = data.split_to(overlap); // bytes already held
-        if data.is_empty() {
-            return Ok(());
-        }
-        *gap_reported = None;
-        let over_size = transfer.size.is_some_and(|s| expected + data.len() as u64 > s);
-        if over_size || expected + data.len() as u64 > limit {
-            let why = if over_size {
-                "more data than the announced size"
-            } else {
-                "larger than --max-file-size"
-            };
-            // SIZE_MISMATCH says where the console is (what it holds); REFUSED its code.
-            let value = if over_size { expected } else { refused::TOO_LARGE };
-            self.drop_transfer(file_id, why).await;
-            if let Mode::Frames(state) = &mut self.mode {
-                let code = if over_size {
+            verdict @ (OnData::PastSize | OnData::TooLarge) => {
+                let past = verdict == OnData::PastSize;
+                let why = if past {
+                    "more data than the announced size"
+                } else {
+                    "larger than --max-file-size"
+                };
+                self.drop_transfer(file_id, why).await;
+                let code = if past {
                     refused::PAST_SIZE
                 } else {
                     refused::TOO_LARGE
                 };
-                state.transfers.insert(file_id, FrameFile::Refused(code));
+                if let Mode::Frames(state) = &mut self.mode {
+                    state.transfers.insert(file_id, FrameFile::Refused(code));
+                }
+                // SIZE_MISMATCH says where the console is (what it holds); REFUSED its code.
+                return if past {
+                    self.ack(file_id, AckStatus::SizeMismatch, expected, why.into())
+                        .await
+                } else {
+                    self.ack(file_id, AckStatus::Refused, code, why.into()).await
+                };
             }
-            let status = if over_size {
-                AckStatus::SizeMismatch
-            } else {
-                AckStatus::Refused
-            };
-            return self.ack(file_id, status, value, why.into()).await;
         }
+        let appended = data.len() as u64;
         if let Err(e) = transfer.part.write(data).await {
             let name = transfer.name.clone();
             let part = transfer.part.part_path().to_path_buf();
@@ -714,13 +699,9 @@ impl Session {
                 .await;
         }
         // 1.1 flow control: PROGRESS each time the held bytes grew by half a window.
-        let held = transfer.part.len();
-        let progress = window.is_some_and(|w| held - (*acked).min(held) >= (w / 2).max(1));
-        if progress {
-            *acked = held;
-        }
-        let due = progress_due(transfer);
-        if let Some(event) = due {
+        let progress = rx.appended(appended);
+        let held = rx.held;
+        if let Some(event) = progress_due(transfer) {
             let event = self.progress_event(event);
             self.shared.emit(event).await;
         }
@@ -735,23 +716,16 @@ impl Session {
         let Mode::Frames(state) = &mut self.mode else {
             return Ok(());
         };
-        if let Some(FrameFile::Active {
-            transfer,
-            gap_reported,
-            ..
-        }) = state.transfers.get_mut(&file_id)
+        if let Some(FrameFile::Active { rx, .. }) = state.transfers.get_mut(&file_id)
+            && let OnEnd::Repair(held) = rx.on_end()
         {
-            let held = transfer.part.len();
-            if transfer.size.is_some_and(|s| held < s) || gap_reported.is_some() {
-                // Bytes are missing (the last frames were lost, a rewind we asked for
-                // is on its way, or the re-sent frame was lost again): repair rather
-                // than fail, every time. The device rewinds to `held` and ends the
-                // file again; a duplicate of a rewind it is already doing it ignores.
-                *gap_reported = Some(held);
-                return self
-                    .ack(file_id, AckStatus::Resume, held, "missing data".into())
-                    .await;
-            }
+            // Bytes are missing (the last frames were lost, a rewind we asked for
+            // is on its way, or the re-sent frame was lost again): repair rather
+            // than fail, every time. The device rewinds to `held` and ends the
+            // file again; a duplicate of a rewind it is already doing it ignores.
+            return self
+                .ack(file_id, AckStatus::Resume, held, "missing data".into())
+                .await;
         }
         let Mode::Frames(state) = &mut self.mode else {
             return Ok(());
@@ -803,37 +777,13 @@ impl Session {
                     .await;
             }
         };
-        let mismatch = if size.is_some_and(|s| s != finished.size) {
-            Some((
-                AckStatus::SizeMismatch,
-                finished.size,
-                format!(
-                    "size mismatch: {} bytes announced, {} received",
-                    size.unwrap_or(0),
-                    finished.size
-                ),
-            ))
-        } else if finished.crc32 != crc32 {
-            Some((
-                AckStatus::CrcMismatch,
-                finished.crc32 as u64,
-                format!(
-                    "CRC mismatch: the device says {crc32:08x}, the data is {:08x}",
-                    finished.crc32
-                ),
-            ))
-        } else {
-            None
-        };
-        if let Some((status, mut value, reason)) = mismatch {
-            // Part of the data came over an earlier connection, which may not have
-            // been this device's: its CRC is not told (nor in the detail).
-            let detail = if resumed && status == AckStatus::CrcMismatch {
-                value = 0;
-                "CRC mismatch: the CRCs differ; send the file again from the start".to_string()
-            } else {
-                reason.clone()
-            };
+        if let Some(Mismatch {
+            status,
+            value,
+            detail,
+            reason,
+        }) = judge(size, finished.size, finished.crc32, crc32, resumed)
+        {
             let _ = discard(finished.part_path).await;
             let _ = discard(meta).await;
             self.shared
