@@ -61,6 +61,9 @@ enum Kind {
         peer: SocketAddr,
         datagrams: mpsc::Receiver<Bytes>,
     },
+    /// An in-process pipe: sessions tested without sockets, on a paused clock.
+    #[cfg(test)]
+    Memory(tokio::io::DuplexStream),
 }
 
 impl LinkStream {
@@ -79,6 +82,11 @@ impl LinkStream {
             peer,
             datagrams,
         })
+    }
+
+    #[cfg(test)]
+    pub fn memory(stream: tokio::io::DuplexStream) -> Self {
+        Self::new(Kind::Memory(stream))
     }
 
     fn new(kind: Kind) -> Self {
@@ -118,6 +126,14 @@ impl LinkStream {
                 match datagrams.recv().await {
                     Some(datagram) => self.stash.extend_from_slice(&datagram),
                     None => self.ended = true,
+                }
+                Ok(())
+            }
+            #[cfg(test)]
+            Kind::Memory(pipe) => {
+                self.stash.reserve(SERIAL_READ);
+                if pipe.read_buf(&mut self.stash).await? == 0 {
+                    self.ended = true;
                 }
                 Ok(())
             }
@@ -171,6 +187,8 @@ impl LinkStream {
             Kind::Tcp(s) => s.write_all(bytes).await,
             Kind::Serial(port) => port.write_all(bytes).await,
             Kind::Udp { socket, peer, .. } => socket.send_to(bytes, *peer).await.map(|_| ()),
+            #[cfg(test)]
+            Kind::Memory(pipe) => pipe.write_all(bytes).await,
         }
     }
 }

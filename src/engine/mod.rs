@@ -133,6 +133,33 @@ impl Shared {
     }
 }
 
+/// What sessions share, on its own (no listeners, no command handler), for
+/// tests that run one session over an in-memory link.
+#[cfg(test)]
+pub(crate) fn test_shared(settings: Settings) -> (Arc<Shared>, EventReceiver) {
+    let (events, rx) = event_queue::channel(settings.event_queue);
+    let dir = settings.dir.clone();
+    std::fs::create_dir_all(&dir).expect("test dir");
+    let (journal, _thread) = Journal::start(dir.clone(), false, settings.max_log_size, events.clone());
+    let lock = std::fs::File::create(dir.join(LOCK_FILE)).expect("lock file");
+    let shared = Arc::new(Shared {
+        settings,
+        events,
+        journal,
+        registry: Mutex::new(Registry::default()),
+        cancel: CancellationToken::new(),
+        active_parts: Mutex::default(),
+        token_refusals: Mutex::new(ratelimit::RateLimit::new(Duration::from_secs(1))),
+        open_files: sink::OpenFiles::default(),
+        connections: Arc::new(Semaphore::new(16)),
+        fd_limit: 1024,
+        max_connections: 16,
+        links: Mutex::default(),
+        _dir_lock: lock,
+    });
+    (shared, rx)
+}
+
 /// An engine whose listeners are bound and whose folder is writable, not yet running.
 pub struct Engine {
     settings: Settings,

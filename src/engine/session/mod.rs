@@ -6,6 +6,8 @@ mod cf;
 mod files;
 mod frames;
 mod lines;
+#[cfg(test)]
+mod tests;
 
 use std::io;
 use std::net::SocketAddr;
