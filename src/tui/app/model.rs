@@ -272,8 +272,12 @@ impl Model {
         self.device_index.get(&conn).copied()
     }
 
+    /// Devices connected now (not gone, not being retried).
     pub fn live_devices(&self) -> usize {
-        self.devices.iter().filter(|d| d.gone_at.is_none()).count()
+        self.devices
+            .iter()
+            .filter(|d| d.gone_at.is_none() && !matches!(d.state, DeviceState::Reconnecting { .. }))
+            .count()
     }
 
     pub fn transfer_in_flight(&self) -> bool {

@@ -1713,3 +1713,113 @@ fn tab_completes_serial_paths() {
     assert_eq!(app.prompt.input.value(), format!("/serial {base}/by-id/"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A serial port that goes away stays listed as reconnecting (with the time to
+/// the next attempt) and comes back as the same row and conversation.
+#[test]
+fn a_reconnecting_link_keeps_its_row_and_conversation() {
+    let mut app = new_app();
+    app.on_event(ev(
+        0,
+        EventKind::Connected {
+            conn: 4,
+            device: "ttyUSB0".into(),
+            peer: "/dev/ttyUSB0".into(),
+            protocol: "lines".into(),
+        },
+    ));
+    text(&mut app, 1, 4, "ttyUSB0", Direction::In, "boot ok");
+    app.on_event(ev(
+        2,
+        EventKind::Disconnected {
+            conn: 4,
+            device: "ttyUSB0".into(),
+            reason: "closed by the device".into(),
+            bytes_in: 9,
+            bytes_out: 0,
+        },
+    ));
+    app.on_event(ev(
+        2,
+        EventKind::Reconnecting {
+            conn: 4,
+            device: "ttyUSB0".into(),
+            peer: "/dev/ttyUSB0".into(),
+            reason: "/dev/ttyUSB0 is not there (unplugged?)".into(),
+            delay_ms: 4_000,
+            attempt: 2,
+        },
+    ));
+    let row = app.model.device(4).unwrap();
+    assert_eq!(row.gone_at, None, "not gone: being retried");
+    assert_eq!(row.state, DeviceState::Reconnecting { at: at(6) });
+    // A minute later it is still listed (a gone device would be forgotten).
+    for s in 3..120 {
+        app.tick(at(s));
+    }
+    assert!(app.model.device(4).is_some());
+    app.on_event(ev(
+        120,
+        EventKind::Connected {
+            conn: 4,
+            device: "ttyUSB0".into(),
+            peer: "/dev/ttyUSB0".into(),
+            protocol: "lines".into(),
+        },
+    ));
+    assert_eq!(app.model.devices.len(), 1, "the same row");
+    assert_eq!(app.model.device(4).unwrap().state, DeviceState::Idle);
+    let texts: Vec<&str> = app.model.conversations[&4]
+        .iter()
+        .map(|e| e.text.as_str())
+        .collect();
+    assert!(texts.contains(&"boot ok"), "{texts:?}");
+    assert!(
+        texts.iter().any(|t| t.contains("trying again in 4 s")),
+        "{texts:?}"
+    );
+    // /close: gone for good.
+    app.on_event(ev(
+        130,
+        EventKind::LinkClosed {
+            conn: 4,
+            device: "ttyUSB0".into(),
+        },
+    ));
+    assert!(app.model.device(4).unwrap().gone_at.is_some());
+}
+
+/// A port missing at start is listed before it ever connects.
+#[test]
+fn a_link_that_never_connected_is_listed_as_reconnecting() {
+    let mut app = new_app();
+    let actions = app.on_event(ev(
+        0,
+        EventKind::Reconnecting {
+            conn: 1,
+            device: "ttyACM0".into(),
+            peer: "/dev/ttyACM0".into(),
+            reason: "/dev/ttyACM0 is not there (unplugged?)".into(),
+            delay_ms: 1_000,
+            attempt: 1,
+        },
+    ));
+    assert!(actions.is_empty());
+    let row = app.model.device(1).expect("listed");
+    assert_eq!(
+        (row.name.as_str(), row.peer.as_str()),
+        ("ttyACM0", "/dev/ttyACM0")
+    );
+    // When it connects it becomes the target, as any first device does.
+    let actions = app.on_event(ev(
+        3,
+        EventKind::Connected {
+            conn: 1,
+            device: "ttyACM0".into(),
+            peer: "/dev/ttyACM0".into(),
+            protocol: "frames".into(),
+        },
+    ));
+    assert_eq!(actions, vec![Action::Engine(Command::Select(Some(1)))]);
+    assert_eq!(app.model.devices.len(), 1);
+}

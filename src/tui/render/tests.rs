@@ -1014,3 +1014,30 @@ fn a_hundred_thousand_lines_scroll_in_wrapped_mode() {
     key(&mut app, KeyCode::End);
     assert!(shown(&app).contains("line 99999"), "End follows the tail again");
 }
+
+/// Serial, outgoing and UDP devices are rows like any other; one being retried
+/// says when the next attempt is.
+#[test]
+fn links_show_as_devices_and_a_retry_says_when() {
+    let mut app = App::new(at(0));
+    app.on_event(ev(1, connected(1, "ttyUSB0", "/dev/ttyUSB0", "lines")));
+    app.on_event(ev(1, connected(2, "192.168.4.1", "192.168.4.1:333", "frames")));
+    app.on_event(ev(1, connected(3, "10.0.0.7", "10.0.0.7:5000", "lines")));
+    app.on_event(ev(
+        2,
+        EventKind::Reconnecting {
+            conn: 1,
+            device: "ttyUSB0".into(),
+            peer: "/dev/ttyUSB0".into(),
+            reason: "/dev/ttyUSB0 is not there (unplugged?)".into(),
+            delay_ms: 4_000,
+            attempt: 2,
+        },
+    ));
+    app.tick(at(2));
+    let text = snapshot_at("links", &app, 80, 24);
+    let row = text.lines().find(|l| l.contains("│ttyUSB0")).unwrap();
+    assert!(row.contains("reconnecting 4s"), "{row}");
+    assert!(text.contains("192.168.4.1"), "{text}");
+    assert!(text.contains("trying again in 4 s"), "{text}");
+}
