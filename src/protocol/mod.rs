@@ -6,6 +6,7 @@ pub mod frames;
 pub mod lines;
 pub mod receiving;
 pub mod sniff;
+pub mod ymodem;
 
 use std::fmt;
 
