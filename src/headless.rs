@@ -248,6 +248,47 @@ pub fn human(event: &Event) -> Option<String> {
         EventKind::Disconnected { device, reason, .. } => {
             format!("- {} disconnected ({})", safe(device), safe(reason))
         }
+        EventKind::FilePushStarted {
+            device,
+            name,
+            size,
+            via,
+            ..
+        } => format!(
+            "sending {} ({}) to {} by {}",
+            safe(name),
+            crate::text::size(*size),
+            safe(device),
+            safe(via)
+        ),
+        EventKind::FilePushProgress {
+            device, name, bytes, ..
+        } => format!(
+            "{} ... {} of {} sent",
+            safe(device),
+            crate::text::size(*bytes),
+            safe(name)
+        ),
+        EventKind::FilePushed {
+            device,
+            name,
+            size,
+            seconds,
+            ..
+        } => format!(
+            "{} received {} ({}, {seconds:.2} s)",
+            safe(device),
+            safe(name),
+            crate::text::size(*size)
+        ),
+        EventKind::FilePushFailed {
+            device, name, reason, ..
+        } => format!(
+            "sending {} to {} FAILED: {}",
+            safe(name),
+            safe(device),
+            safe(reason)
+        ),
         EventKind::PartRemoved { device, path, reason } => {
             format!("- {}: removed {} ({})", safe(device), safe(path), safe(reason))
         }

@@ -46,6 +46,10 @@ pub enum Request {
     Connect(crate::link_spec::ConnectSpec),
     /// `/close NAME`: stop a serial port or outgoing link and its retries.
     Close(String),
+    /// `/rz`: receive files from the current device by YMODEM.
+    Rz,
+    /// `/sz PATH...`: send files to the current device by YMODEM-1K.
+    Sz(Vec<String>),
     /// An empty line: nothing to do.
     Nothing,
 }
@@ -166,6 +170,10 @@ pub fn parse(line: &str) -> Result<Request, String> {
             .map(Request::Connect)
             .map_err(|e| e.0),
         "close" => needs("NAME").map(Request::Close),
+        "rz" => Ok(Request::Rz),
+        "sz" => {
+            needs("PATH...").map(|paths| Request::Sz(paths.split_whitespace().map(str::to_string).collect()))
+        }
         "help" | "h" | "?" => Ok(Request::Help),
         "hex" => parse_hex(&needs("BYTES")?).map(Request::Bytes),
         "raw" => {

@@ -118,6 +118,38 @@ pub enum EventKind {
         #[serde(skip_serializing_if = "Option::is_none")]
         part: Option<String>,
     },
+    /// A file the console sends to a device (`/sz`, YMODEM) has started: the
+    /// receiver took its header.
+    FilePushStarted {
+        conn: ConnId,
+        device: String,
+        name: String,
+        size: u64,
+        /// How: `ymodem`.
+        via: String,
+    },
+    /// Bytes of it the device has acknowledged (a few per second at most).
+    FilePushProgress {
+        conn: ConnId,
+        device: String,
+        name: String,
+        bytes: u64,
+    },
+    /// The device acknowledged all of it.
+    FilePushed {
+        conn: ConnId,
+        device: String,
+        name: String,
+        size: u64,
+        seconds: f64,
+    },
+    /// Sending stopped before the end.
+    FilePushFailed {
+        conn: ConnId,
+        device: String,
+        name: String,
+        reason: String,
+    },
     /// An unfinished file (`.part` and its sidecar) removed to keep a device
     /// folder within `--max-parts`.
     PartRemoved {

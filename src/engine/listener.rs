@@ -252,7 +252,9 @@ fn tell_busy(stream: &TcpStream, protocol: ListenProtocol) {
             .encode(&mut out);
             out.to_vec()
         }
-        ListenProtocol::Cf | ListenProtocol::Lines => b"benchlink: too many connections\r\n".to_vec(),
+        ListenProtocol::Cf | ListenProtocol::Lines | ListenProtocol::Ymodem => {
+            b"benchlink: too many connections\r\n".to_vec()
+        }
     };
     let _ = stream.try_write(&note);
 }

@@ -388,6 +388,43 @@ fn lock_dir(dir: &Path) -> Result<std::fs::File, StartError> {
     Ok(file)
 }
 
+/// A file `/sz` may send at most, and a batch in all: they are held in memory.
+const SZ_MAX_FILE: u64 = 64 * 1024 * 1024;
+const SZ_MAX_BATCH: u64 = 256 * 1024 * 1024;
+
+/// Reads the files `/sz` sends, checked first: each must be a readable
+/// regular file, within the size limits.
+async fn read_files_to_send(paths: &[String]) -> Result<Vec<crate::protocol::ymodem::OutFile>, String> {
+    let mut files = Vec::new();
+    let mut total = 0;
+    for path in paths {
+        let meta = tokio::fs::metadata(path)
+            .await
+            .map_err(|e| format!("cannot send {path}: {e}"))?;
+        if !meta.is_file() {
+            return Err(format!("cannot send {path}: not a regular file"));
+        }
+        total += meta.len();
+        if meta.len() > SZ_MAX_FILE || total > SZ_MAX_BATCH {
+            return Err(format!(
+                "cannot send {path}: /sz sends files up to 64 MiB, 256 MiB in one batch"
+            ));
+        }
+        let data = tokio::fs::read(path)
+            .await
+            .map_err(|e| format!("cannot send {path}: {e}"))?;
+        let name = std::path::Path::new(path)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.clone());
+        files.push(crate::protocol::ymodem::OutFile {
+            name,
+            data: data.into(),
+        });
+    }
+    Ok(files)
+}
+
 /// Runs operator commands against the registry.
 struct CommandHandler {
     shared: Arc<Shared>,
@@ -439,6 +476,59 @@ impl CommandHandler {
             next_repeat: 0,
             commands,
         }
+    }
+
+    /// `/rz`: the answer to give.
+    async fn ymodem_receive(&mut self) -> (bool, String) {
+        let (conn, name, tx) = match self.resolve_target() {
+            Ok(target) => target,
+            Err(e) => return (false, e),
+        };
+        if let Some(why) = self.no_ymodem(conn, &name) {
+            return (false, why);
+        }
+        if tx.send(SessionCommand::YmodemReceive).await.is_err() {
+            return (false, format!("{name} has just disconnected"));
+        }
+        (
+            true,
+            format!(
+                "receiving from {name} by YMODEM: start its send now (sz --ymodem FILE, or the board's menu); files go to its folder"
+            ),
+        )
+    }
+
+    /// `/sz PATH...`: the answer to give.
+    async fn ymodem_send(&mut self, paths: &[String]) -> (bool, String) {
+        let (conn, name, tx) = match self.resolve_target() {
+            Ok(target) => target,
+            Err(e) => return (false, e),
+        };
+        if let Some(why) = self.no_ymodem(conn, &name) {
+            return (false, why);
+        }
+        let files = match read_files_to_send(paths).await {
+            Ok(files) => files,
+            Err(why) => return (false, why),
+        };
+        let n = files.len();
+        if tx.send(SessionCommand::YmodemSend(files)).await.is_err() {
+            return (false, format!("{name} has just disconnected"));
+        }
+        (
+            true,
+            format!(
+                "sending {n} file(s) to {name} by YMODEM: waiting up to 60 s for it to ask (start its receive now)"
+            ),
+        )
+    }
+
+    /// Why `/rz` or `/sz` cannot run on this device, if it cannot.
+    fn no_ymodem(&self, conn: ConnId, name: &str) -> Option<String> {
+        let protocol = self.shared.registry().get(conn).map(|d| d.protocol)?;
+        (protocol == "frames").then(|| {
+            format!("{name} speaks native frames, which carry files themselves; YMODEM is for text links")
+        })
     }
 
     async fn open_link(&mut self, command: &str, target: links::Target) {
@@ -676,6 +766,14 @@ impl CommandHandler {
                 }
                 Err(e) => self.reply(&command, false, e, None).await,
             },
+            Request::Rz => {
+                let (ok, said) = self.ymodem_receive().await;
+                self.reply(&command, ok, said, None).await;
+            }
+            Request::Sz(paths) => {
+                let (ok, said) = self.ymodem_send(&paths).await;
+                self.reply(&command, ok, said, None).await;
+            }
             Request::Eol(eol) => match self.resolve_target() {
                 Ok((conn, name, tx)) => {
                     let ok = tx.send(SessionCommand::SetEol(eol)).await.is_ok();

@@ -35,6 +35,10 @@ pub enum SessionCommand {
     SendBytes(Vec<u8>),
     /// Use this line ending for operator text from now on (`/eol`).
     SetEol(crate::protocol::LineEnding),
+    /// `/rz`: receive files by YMODEM, then go back to text.
+    YmodemReceive,
+    /// `/sz`: send these files by YMODEM-1K, then go back to text.
+    YmodemSend(Vec<crate::protocol::ymodem::OutFile>),
 }
 
 #[derive(Debug)]

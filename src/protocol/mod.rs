@@ -19,10 +19,12 @@ pub enum ListenProtocol {
     Cf,
     Lines,
     Frames,
+    /// Receive by YMODEM from each device that connects, then lines.
+    Ymodem,
 }
 
 impl ListenProtocol {
-    pub const NAMES: &'static [&'static str] = &["auto", "cf", "lines", "frames"];
+    pub const NAMES: &'static [&'static str] = &["auto", "cf", "lines", "frames", "ymodem"];
 
     pub fn parse(name: &str) -> Option<Self> {
         match name.to_ascii_lowercase().as_str() {
@@ -30,6 +32,7 @@ impl ListenProtocol {
             "cf" => Some(Self::Cf),
             "lines" => Some(Self::Lines),
             "frames" => Some(Self::Frames),
+            "ymodem" => Some(Self::Ymodem),
             _ => None,
         }
     }
@@ -40,6 +43,7 @@ impl ListenProtocol {
             Self::Cf => "cf",
             Self::Lines => "lines",
             Self::Frames => "frames",
+            Self::Ymodem => "ymodem",
         }
     }
 }

@@ -701,6 +701,7 @@ pub fn require_tool(name: &str) -> Option<PathBuf> {
         let how = match name {
             "nc" => "apt-get install netcat-openbsd",
             "socat" => "apt-get install socat",
+            "sz" | "rb" => "apt-get install lrzsz",
             "cc" => "apt-get install gcc",
             "arm-none-eabi-gcc" => "apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi",
             "qemu-system-arm" => "apt-get install qemu-system-arm",

@@ -8,6 +8,7 @@ mod frames;
 mod lines;
 #[cfg(test)]
 mod tests;
+mod ymodem;
 
 use std::io;
 use std::net::SocketAddr;
@@ -154,6 +155,7 @@ pub(super) async fn run(
         partial_since: None,
         cf_file: CfFile::None,
         last_heard: Instant::now(),
+        last_byte: None,
         eol: None,
         wire_in: BytesMut::new(),
     };
@@ -200,6 +202,8 @@ enum Mode {
     Lines(LineDecoder),
     Cf(CfDecoder),
     Frames(Box<frames::FramesState>),
+    YmodemRx(Box<ymodem::YmodemRx>),
+    YmodemTx(Box<ymodem::YmodemTx>),
 }
 
 /// Why a session ended.
@@ -324,6 +328,9 @@ struct Session {
     cf_file: CfFile,
     /// When the device last sent a byte (or connected): for `--idle-timeout`.
     last_heard: Instant,
+    /// The last byte the device sent: a YMODEM receiver's `C` may come before
+    /// the operator's `/sz` (lrzsz's `rb` asks as it starts).
+    last_byte: Option<u8>,
     /// The operator's `/eol` for this device, over `--line-ending`.
     eol: Option<LineEnding>,
     /// Text bytes as read (terminators included), handed to front ends with the
@@ -353,6 +360,11 @@ impl Session {
                 self.start_lines().await;
                 Ok(())
             }
+            ListenProtocol::Ymodem => {
+                self.mode = Mode::Lines(LineDecoder::new(self.shared.settings.max_line));
+                self.announce("ymodem").await;
+                Box::pin(self.start_ymodem_receive()).await
+            }
         };
         if let Err(end) = started {
             return end;
@@ -372,6 +384,7 @@ impl Session {
                 _ => None,
             };
             let idle_timeout = self.idle.or(self.shared.settings.idle_timeout);
+            let ymodem_deadline = self.ymodem_deadline();
             let idle_deadline = idle_timeout.map(|t| self.last_heard + t);
             let far = Instant::now() + Duration::from_secs(86_400);
             tokio::select! {
@@ -396,6 +409,16 @@ impl Session {
                         }
                     }
                     Some(SessionCommand::SetEol(eol)) => self.eol = Some(eol),
+                    Some(SessionCommand::YmodemReceive) => {
+                        if let Err(end) = Box::pin(self.start_ymodem_receive()).await {
+                            return end;
+                        }
+                    }
+                    Some(SessionCommand::YmodemSend(files)) => {
+                        if let Err(end) = Box::pin(self.start_ymodem_send(files)).await {
+                            return end;
+                        }
+                    }
                 },
                 ready = self.stream.readable() => {
                     if let Err(e) = ready {
@@ -440,6 +463,11 @@ impl Session {
                 }
                 _ = sleep_until(idle_deadline.unwrap_or(far)), if idle_deadline.is_some() => {
                     return End::Idle(idle_timeout.unwrap_or_default());
+                }
+                _ = sleep_until(ymodem_deadline.unwrap_or(far)), if ymodem_deadline.is_some() => {
+                    if let Err(end) = Box::pin(self.ymodem_timeout()).await {
+                        return end;
+                    }
                 }
                 _ = sleep_until(partial_deadline.unwrap_or(far)), if partial_deadline.is_some() => {
                     Box::pin(self.flush_partial_line()).await;
@@ -487,6 +515,7 @@ impl Session {
             Ok(n) => {
                 if n > 0 {
                     self.last_heard = Instant::now();
+                    self.last_byte = self.buf.last().copied();
                 }
                 self.stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
                 Ok(Some(n))
@@ -523,6 +552,11 @@ impl Session {
         if matches!(self.mode, Mode::Frames(_)) {
             return self.on_frames().await;
         }
+        if matches!(self.mode, Mode::YmodemRx(_) | Mode::YmodemTx(_)) {
+            let data = self.buf.split();
+            self.buf = BytesMut::new();
+            return Box::pin(self.ymodem_bytes(&data)).await;
+        }
         let data = self.buf.split().freeze();
         if matches!(self.cf_file, CfFile::None) && self.wire_in.len() < WIRE_KEPT {
             let room = WIRE_KEPT - self.wire_in.len();
@@ -533,7 +567,7 @@ impl Session {
             self.buf = BytesMut::new();
         }
         match &mut self.mode {
-            Mode::Undecided | Mode::Frames(_) => Ok(()),
+            Mode::Undecided | Mode::Frames(_) | Mode::YmodemRx(_) | Mode::YmodemTx(_) => Ok(()),
             Mode::Lines(decoder) => {
                 let mut lines = Vec::new();
                 decoder.push(&data, &mut lines);
@@ -686,6 +720,7 @@ impl Session {
             let _ = tokio::time::timeout(BYE_WITHIN, self.send_message(&bye)).await;
         }
         self.flush_partial_line().await;
+        self.keep_ymodem_file(&end).await;
         self.finish_cf_file(&end).await;
         self.keep_frame_transfers(&end).await;
         self.shared.journal.forget(&self.device).await;

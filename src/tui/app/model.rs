@@ -122,6 +122,8 @@ pub struct TransferRow {
     pub updated: DateTime<Local>,
     /// A resume: where it started (the rate counts only what came since).
     pub resumed_from: Option<u64>,
+    /// Console to device (`/sz`), else device to console.
+    pub outgoing: bool,
 }
 
 impl TransferRow {
@@ -466,6 +468,7 @@ impl Model {
                     started: ts,
                     updated: ts,
                     resumed_from,
+                    outgoing: false,
                 });
                 if let Some(d) = self.device_mut(conn) {
                     d.state = DeviceState::Receiving {
@@ -491,7 +494,7 @@ impl Model {
                 if let Some(t) = self
                     .transfers
                     .iter_mut()
-                    .find(|t| t.conn == conn && t.name == name)
+                    .find(|t| t.conn == conn && !t.outgoing && t.name == name)
                 {
                     t.bytes = bytes;
                     t.updated = ts;
@@ -571,6 +574,77 @@ impl Model {
                     &device,
                     EntryKind::Error,
                     format!("{name} failed: {reason}"),
+                );
+            }
+            EventKind::FilePushStarted {
+                conn,
+                device,
+                name,
+                size,
+                via,
+            } => {
+                self.transfers.push(TransferRow {
+                    conn,
+                    device: device.clone(),
+                    name: name.clone(),
+                    size: Some(size),
+                    bytes: 0,
+                    started: ts,
+                    updated: ts,
+                    resumed_from: None,
+                    outgoing: true,
+                });
+                self.log(
+                    ts,
+                    Some(conn),
+                    &device,
+                    EntryKind::System,
+                    format!("sending {name} ({}) by {via}", human_bytes(size)),
+                );
+            }
+            EventKind::FilePushProgress {
+                conn, name, bytes, ..
+            } => {
+                if let Some(t) = self
+                    .transfers
+                    .iter_mut()
+                    .find(|t| t.conn == conn && t.outgoing && t.name == name)
+                {
+                    t.bytes = bytes;
+                    t.updated = ts;
+                }
+            }
+            EventKind::FilePushed {
+                conn,
+                device,
+                name,
+                size,
+                seconds,
+            } => {
+                self.transfers
+                    .retain(|t| !(t.conn == conn && t.outgoing && t.name == name));
+                self.log(
+                    ts,
+                    Some(conn),
+                    &device,
+                    EntryKind::System,
+                    format!("sent {name} ({}, {seconds:.1} s)", human_bytes(size)),
+                );
+            }
+            EventKind::FilePushFailed {
+                conn,
+                device,
+                name,
+                reason,
+            } => {
+                self.transfers
+                    .retain(|t| !(t.conn == conn && t.outgoing && t.name == name));
+                self.log(
+                    ts,
+                    Some(conn),
+                    &device,
+                    EntryKind::Error,
+                    format!("sending {name} failed: {reason}"),
                 );
             }
             EventKind::Disconnected {

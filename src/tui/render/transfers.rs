@@ -61,7 +61,13 @@ fn label<'a>(t: &TransferRow, width: usize, theme: &Theme) -> Line<'a> {
     let resumed = t
         .resumed_from
         .map_or_else(String::new, |r| format!(" (resumed at {})", human_bytes(r)));
-    let name = format!("{} {}{resumed}", for_terminal(&t.device), for_terminal(&t.name));
+    // ↑ to the device, ↓ from it.
+    let arrow = if t.outgoing { "↑" } else { "↓" };
+    let name = format!(
+        "{arrow} {} {}{resumed}",
+        for_terminal(&t.device),
+        for_terminal(&t.name)
+    );
     // The name comes first: what is shown after it shrinks to leave it room.
     let full = format!(" {amount} {}{eta}", rate(t.rate()));
     let tail = if width.saturating_sub(full.chars().count()) >= 16 {
