@@ -1041,3 +1041,48 @@ fn links_show_as_devices_and_a_retry_says_when() {
     assert!(text.contains("192.168.4.1"), "{text}");
     assert!(text.contains("trying again in 4 s"), "{text}");
 }
+
+/// A file the console sends shows in Transfers marked ↑, and leaves it when sent.
+#[test]
+fn an_outgoing_transfer_is_marked_and_ends() {
+    let mut app = App::new(at(0));
+    app.on_event(ev(1, connected(1, "ttyUSB0", "/dev/ttyUSB0", "lines")));
+    app.on_event(ev(
+        2,
+        EventKind::FilePushStarted {
+            conn: 1,
+            device: "ttyUSB0".into(),
+            name: "app.bin".into(),
+            size: 40_000,
+            via: "ymodem".into(),
+        },
+    ));
+    app.on_event(ev(
+        3,
+        EventKind::FilePushProgress {
+            conn: 1,
+            device: "ttyUSB0".into(),
+            name: "app.bin".into(),
+            bytes: 20_480,
+        },
+    ));
+    let text = screen_text(&render(&app, 80, 24, &Theme::default_theme()));
+    let row = text
+        .lines()
+        .find(|l| l.contains("↑ ttyUSB0 app.bin"))
+        .unwrap_or_default();
+    assert!(row.contains("20 KiB/39.06 KiB"), "{text}");
+    app.on_event(ev(
+        5,
+        EventKind::FilePushed {
+            conn: 1,
+            device: "ttyUSB0".into(),
+            name: "app.bin".into(),
+            size: 40_000,
+            seconds: 3.0,
+        },
+    ));
+    assert!(app.model.transfers.is_empty());
+    let text = screen_text(&render(&app, 80, 24, &Theme::default_theme()));
+    assert!(text.contains("sent app.bin (39.06 KiB, 3.0 s)"), "{text}");
+}

@@ -61,10 +61,11 @@ fn label<'a>(t: &TransferRow, width: usize, theme: &Theme) -> Line<'a> {
     let resumed = t
         .resumed_from
         .map_or_else(String::new, |r| format!(" (resumed at {})", human_bytes(r)));
-    // ↑ to the device, ↓ from it.
-    let arrow = if t.outgoing { "↑" } else { "↓" };
+    // Files the console sends are marked ↑ (to the device); received ones, the
+    // usual case, are not.
+    let arrow = if t.outgoing { "↑ " } else { "" };
     let name = format!(
-        "{arrow} {} {}{resumed}",
+        "{arrow}{} {}{resumed}",
         for_terminal(&t.device),
         for_terminal(&t.name)
     );
