@@ -1,6 +1,7 @@
 //! Pure protocol codecs: bytes in, messages out. No sockets, files or clocks here,
 //! so every codec can be tested byte by byte and fuzzed.
 
+pub mod carve;
 pub mod cf;
 pub mod frames;
 pub mod lines;
