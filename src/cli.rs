@@ -95,6 +95,10 @@ pub struct Cli {
     #[arg(long)]
     pub no_log: bool,
 
+    /// Do not cut JPEG, PNG and BMP images out of text streams (lines devices).
+    #[arg(long)]
+    pub no_carve: bool,
+
     /// Native-frame devices must send this token in HELLO. Auto listeners then refuse
     /// cf and lines devices (they cannot authenticate); name them with cf:// or lines://.
     #[arg(long, value_name = "SECRET")]

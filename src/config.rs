@@ -124,6 +124,8 @@ pub struct Settings {
     pub idle_timeout: Option<Duration>,
     /// Macros by name (`F5`..`F12` from `[macros]`, others from `[macros.named]`).
     pub macros: std::collections::BTreeMap<String, String>,
+    /// Cut images out of lines streams (off with `--no-carve` or `carve = false`).
+    pub carve: bool,
     /// Serial ports to open (`--serial`, `[[serial]]`).
     pub serial: Vec<SerialSpec>,
     /// Devices to connect to (`--connect`, `[[connect]]`).
@@ -234,6 +236,7 @@ impl Settings {
                 .or(file.auto_delay_ms)
                 .map_or(DEFAULT_AUTO_DELAY, Duration::from_millis),
             log_conversations: !cli.no_log && file.log_conversations.unwrap_or(true),
+            carve: !cli.no_carve && file.carve.unwrap_or(true),
             aliases: file.aliases,
             token,
             max_frame: max_frame as usize,
@@ -305,6 +308,7 @@ struct FileConfig {
     event_queue: Option<u64>,
     idle_timeout: Option<Duration>,
     macros: std::collections::BTreeMap<String, String>,
+    carve: Option<bool>,
     serial: Vec<SerialSpec>,
     connect: Vec<ConnectSpec>,
 }
@@ -350,6 +354,7 @@ struct RawFileConfig {
     event_queue: Option<SizeValue>,
     idle_timeout: Option<String>,
     macros: Option<RawMacros>,
+    carve: Option<bool>,
     #[serde(default)]
     serial: Vec<SerialTable>,
     #[serde(default)]
@@ -493,6 +498,7 @@ impl FileConfig {
                     })?)
                 }
             },
+            carve: raw.carve,
             serial: raw
                 .serial
                 .into_iter()

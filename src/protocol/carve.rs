@@ -116,6 +116,11 @@ impl Carver {
         self.state != State::Text
     }
 
+    /// Text held back (it may start a signature): shown after a pause.
+    pub fn holding(&self) -> bool {
+        !self.held.is_empty()
+    }
+
     pub fn push(&mut self, data: &[u8], out: &mut Vec<Carved>) {
         if self.held.is_empty() {
             return self.push_fresh(data, out);

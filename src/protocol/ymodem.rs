@@ -282,6 +282,7 @@ impl Receiver {
                     let _ = self.buf.split_to(1);
                     if self.can {
                         self.state = RxState::Done;
+                        self.buf.clear();
                         out.push(RxEvent::Abort("the sender cancelled (CAN CAN)".into()));
                         break;
                     }

@@ -2,21 +2,156 @@
 //! shown after a pause, and texts longer than `--max-line` in pieces.
 
 use super::*;
+use crate::protocol::carve::{Carved, Carver, ImageKind};
 
 impl Session {
     pub(super) async fn start_lines(&mut self) {
         self.mode = Mode::Lines(LineDecoder::new(self.shared.settings.max_line));
+        if self.shared.settings.carve {
+            self.carver = Some(Box::new(Carver::new(self.shared.settings.max_file_size)));
+        }
         self.announce("lines").await;
     }
 
     pub(super) async fn flush_partial_line(&mut self) {
         self.partial_since = None;
+        // Text the carver held back (it might have started an image) is text.
+        let mut held = Vec::new();
+        if let Some(carver) = self.carver.as_mut() {
+            carver.flush_text(&mut held);
+        }
         let partial = match &mut self.mode {
-            Mode::Lines(decoder) => decoder.take_partial(),
+            Mode::Lines(decoder) => {
+                let mut lines = Vec::new();
+                for piece in held {
+                    if let Carved::Text(text) = piece {
+                        decoder.push(&text, &mut lines);
+                    }
+                }
+                for line in lines {
+                    Box::pin(self.text_in(&line)).await;
+                }
+                match &mut self.mode {
+                    Mode::Lines(decoder) => decoder.take_partial(),
+                    _ => None,
+                }
+            }
             _ => None,
         };
         if let Some(line) = partial {
             self.text_in(&line).await;
+        }
+    }
+
+    /// A lines stream with images in it: the text goes to the line decoder, each
+    /// image to a file of its own (`<timestamp>.<ext>` in the device's folder).
+    pub(super) async fn carve_lines(&mut self, data: Bytes) {
+        let mut pieces = Vec::new();
+        if let Some(carver) = self.carver.as_mut() {
+            carver.push(&data, &mut pieces);
+        }
+        for piece in pieces {
+            match piece {
+                Carved::Text(text) => {
+                    let mut lines = Vec::new();
+                    if let Mode::Lines(decoder) = &mut self.mode {
+                        decoder.push(&text, &mut lines);
+                        if self.stream.at_message_end()
+                            && let Some(rest) = decoder.take_partial()
+                        {
+                            lines.push(rest);
+                        }
+                    }
+                    for line in lines {
+                        self.text_in(&line).await;
+                    }
+                }
+                Carved::Start(kind) => {
+                    // The text before the image is a line of its own ("IMG:").
+                    let partial = match &mut self.mode {
+                        Mode::Lines(decoder) => decoder.take_partial(),
+                        _ => None,
+                    };
+                    if let Some(line) = partial {
+                        self.text_in(&line).await;
+                    }
+                    self.begin_carved(kind).await;
+                }
+                Carved::Data(bytes) => self.write_carved(bytes).await,
+                Carved::End { complete } => self.end_carved(complete).await,
+            }
+        }
+        let waiting = match &self.mode {
+            Mode::Lines(decoder) => decoder.has_partial(),
+            _ => false,
+        } || self.carver.as_ref().is_some_and(|c| c.holding());
+        self.partial_since = waiting.then(Instant::now);
+    }
+
+    async fn begin_carved(&mut self, kind: ImageKind) {
+        let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S%.3f");
+        let name = format!("{stamp}.{}", kind.extension());
+        if !self.shared.room_for_a_file() {
+            let e =
+                io::Error::other("the console is short of file descriptors (too many files open at once)");
+            return self.disk_failure(&name, &e, None, None).await;
+        }
+        self.make_room_for_part().await;
+        let part = match PartFile::create(self.folder.clone(), name.clone()).await {
+            Ok(part) => part.counted_in(&self.shared.open_files),
+            Err(e) => return self.disk_failure(&name, &e, None, None).await,
+        };
+        self.shared
+            .emit(EventKind::FileStarted {
+                conn: self.conn,
+                device: self.device.clone(),
+                name: name.clone(),
+                size: None,
+                resumed_from: None,
+            })
+            .await;
+        self.carved = Some(Box::new(Transfer::new(part, name, None, Instant::now())));
+    }
+
+    async fn write_carved(&mut self, bytes: Bytes) {
+        let Some(t) = self.carved.as_mut() else {
+            return; // its file could not be made: dropped (said already)
+        };
+        if let Err(e) = t.part.write(bytes).await {
+            let (name, part) = (t.name.clone(), t.part.part_path().to_path_buf());
+            self.carved = None;
+            return self.disk_failure(&name, &e, Some(part), None).await;
+        }
+        if let Some(due) = progress_due(t) {
+            let event = self.progress_event(due);
+            self.shared.emit(event).await;
+        }
+    }
+
+    async fn end_carved(&mut self, complete: bool) {
+        let Some(t) = self.carved.take() else {
+            return;
+        };
+        if complete {
+            self.save(*t, false).await;
+        } else {
+            let reason = "the image was cut short (the stream ended or its structure broke)".to_string();
+            self.keep_failed(*t, reason).await;
+        }
+    }
+
+    /// The link closed: an image under way is kept as `.part`, held text is shown.
+    pub(super) async fn finish_carving(&mut self) {
+        let mut pieces = Vec::new();
+        if let Some(carver) = self.carver.as_mut() {
+            carver.finish(&mut pieces);
+        }
+        for piece in pieces {
+            match piece {
+                Carved::End { complete } => self.end_carved(complete).await,
+                Carved::Text(text) => self.text_in(&text).await,
+                _ => {}
+            }
         }
     }
 

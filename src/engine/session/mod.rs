@@ -156,6 +156,8 @@ pub(super) async fn run(
         cf_file: CfFile::None,
         last_heard: Instant::now(),
         last_byte: None,
+        carver: None,
+        carved: None,
         eol: None,
         wire_in: BytesMut::new(),
     };
@@ -328,6 +330,10 @@ struct Session {
     cf_file: CfFile,
     /// When the device last sent a byte (or connected): for `--idle-timeout`.
     last_heard: Instant,
+    /// Cuts images out of a lines stream (unless `--no-carve`), and the image
+    /// being written.
+    carver: Option<Box<crate::protocol::carve::Carver>>,
+    carved: Option<Box<Transfer>>,
     /// The last byte the device sent: a YMODEM receiver's `C` may come before
     /// the operator's `/sz` (lrzsz's `rb` asks as it starts).
     last_byte: Option<u8>,
@@ -568,6 +574,10 @@ impl Session {
         }
         match &mut self.mode {
             Mode::Undecided | Mode::Frames(_) | Mode::YmodemRx(_) | Mode::YmodemTx(_) => Ok(()),
+            Mode::Lines(_) if self.carver.is_some() => {
+                Box::pin(self.carve_lines(data)).await;
+                Ok(())
+            }
             Mode::Lines(decoder) => {
                 let mut lines = Vec::new();
                 decoder.push(&data, &mut lines);
@@ -721,6 +731,7 @@ impl Session {
         }
         self.flush_partial_line().await;
         self.keep_ymodem_file(&end).await;
+        self.finish_carving().await;
         self.finish_cf_file(&end).await;
         self.keep_frame_transfers(&end).await;
         self.shared.journal.forget(&self.device).await;
