@@ -46,6 +46,13 @@ pub enum Request {
     Connect(crate::link_spec::ConnectSpec),
     /// `/close NAME`: stop a serial port or outgoing link and its retries.
     Close(String),
+    /// `/push PATH [NAME] [@all|@DEV,DEV]`: send a file to native-frames devices.
+    Push {
+        path: String,
+        name: Option<String>,
+        /// None: the current device; `Some([])`: every frames device.
+        to: Option<Vec<String>>,
+    },
     /// `/rz`: receive files from the current device by YMODEM.
     Rz,
     /// `/sz PATH...`: send files to the current device by YMODEM-1K.
@@ -171,6 +178,7 @@ pub fn parse(line: &str) -> Result<Request, String> {
             .map_err(|e| e.0),
         "close" => needs("NAME").map(Request::Close),
         "rz" => Ok(Request::Rz),
+        "push" => parse_push(&needs("PATH [NAME] [@all|@DEV,DEV]")?),
         "sz" => {
             needs("PATH...").map(|paths| Request::Sz(paths.split_whitespace().map(str::to_string).collect()))
         }
@@ -268,6 +276,39 @@ pub fn unescape(text: &str) -> Result<Vec<u8>, String> {
         }
     }
     Ok(out)
+}
+
+/// `PATH [NAME] [@all|@DEV,DEV]`.
+fn parse_push(rest: &str) -> Result<Request, String> {
+    let mut words: Vec<&str> = rest.split_whitespace().collect();
+    let to = match words.last() {
+        Some(w) if w.starts_with('@') => {
+            let list = &w[1..];
+            words.pop();
+            Some(if list.eq_ignore_ascii_case("all") {
+                Vec::new()
+            } else {
+                list.split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+        }
+        _ => None,
+    };
+    match words.as_slice() {
+        [path] => Ok(Request::Push {
+            path: path.to_string(),
+            name: None,
+            to,
+        }),
+        [path, name] => Ok(Request::Push {
+            path: path.to_string(),
+            name: Some(name.to_string()),
+            to,
+        }),
+        _ => Err("usage: /push PATH [NAME] [@all|@DEV,DEV]".into()),
+    }
 }
 
 fn parse_every(rest: &str) -> Result<Request, String> {

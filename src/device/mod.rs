@@ -5,5 +5,6 @@
 pub mod bridge;
 pub mod image;
 pub mod link;
+pub mod receive;
 pub mod send;
 pub mod simulator;

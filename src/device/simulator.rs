@@ -1,6 +1,7 @@
 //! `benchlink device`: a simulated camera board for trying the console without
 //! hardware. It answers `ping` with `pong`, `capture` with a fresh BMP image, and
-//! anything else with `ok: <command>`; it reconnects when the console goes away.
+//! anything else with `ok: <command>`; it saves files the console pushes into
+//! `--dir`; it reconnects when the console goes away.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -9,6 +10,7 @@ use clap::Args;
 
 use super::image;
 use super::link::{FileOutcome, FrameLink};
+use super::receive::Receiver;
 use crate::protocol::frames::Message;
 use crate::text::for_terminal;
 
@@ -23,9 +25,13 @@ pub struct DeviceArgs {
     /// The console's --token, if it has one.
     #[arg(long, value_name = "SECRET")]
     pub token: Option<String>,
-    /// Keep at most BYTES of file data unacknowledged (protocol 1.1 flow control).
+    /// Keep at most BYTES of file data unacknowledged (protocol 1.1 flow control),
+    /// both ways: also what the console may send ahead when it pushes a file.
     #[arg(long, value_name = "BYTES", value_parser = crate::cli::parse_size_arg)]
     pub window: Option<u64>,
+    /// Where files the console pushes (`/push`) are saved.
+    #[arg(long, value_name = "DIR", default_value = "device-files")]
+    pub dir: std::path::PathBuf,
 }
 
 const BACKOFF_START: Duration = Duration::from_millis(500);
@@ -34,9 +40,11 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 pub async fn run(args: DeviceArgs) -> ExitCode {
     let mut backoff = BACKOFF_START;
     let mut captures = 0u32;
+    let mut files = Receiver::new(args.dir.clone(), args.window);
     loop {
         let window = args.window.map(|w| w.to_string());
-        let mut info = vec![("model", "benchlink camera simulator")];
+        // It takes pushed files in frames of up to 64 KiB.
+        let mut info = vec![("model", "benchlink camera simulator"), ("max_frame", "65548")];
         if let Some(w) = &window {
             info.push(("window", w.as_str()));
         }
@@ -55,7 +63,7 @@ pub async fn run(args: DeviceArgs) -> ExitCode {
                         let _ = link.send(&Message::Bye("stopped".into())).await;
                         return ExitCode::SUCCESS;
                     }
-                    _ = serve(&mut link, &mut captures) => {}
+                    _ = serve(&mut link, &mut captures, &mut files) => {}
                 }
                 println!("the console went away; reconnecting");
             }
@@ -67,8 +75,19 @@ pub async fn run(args: DeviceArgs) -> ExitCode {
 }
 
 /// Answers the console until it goes away.
-async fn serve(link: &mut FrameLink, captures: &mut u32) {
+async fn serve(link: &mut FrameLink, captures: &mut u32, files: &mut Receiver) {
     while let Some(message) = link.recv().await {
+        if let Some(reply) = files.on_message(&message).await {
+            if let Some(said) = reply.said {
+                println!("{}", for_terminal(&said));
+            }
+            if let Some(ack) = reply.ack
+                && link.send(&ack).await.is_err()
+            {
+                return;
+            }
+            continue;
+        }
         let Message::Text(command) = message else {
             if let Message::Ping(payload) = message
                 && link.send(&Message::Pong(payload)).await.is_err()

@@ -76,6 +76,8 @@ pub(crate) struct Shared {
     pub max_connections: usize,
     /// Serial ports and outgoing connections the engine keeps open.
     links: Mutex<Vec<links::LinkEntry>>,
+    /// Pushes a disconnect cut, by device name: sent again when it is back.
+    pending_pushes: Mutex<PendingPushes>,
     /// The received folder's lock, held as long as the engine lives.
     _dir_lock: std::fs::File,
 }
@@ -99,6 +101,28 @@ impl Shared {
             Some(alias) => alias.clone(),
             None => ip.to_string(),
         }
+    }
+
+    /// Keeps a push for when `device` is back; false when the bound is reached.
+    pub fn keep_push(&self, device: &str, name: &str, data: bytes::Bytes) -> bool {
+        let mut pending = self.pending_pushes.lock().unwrap_or_else(|p| p.into_inner());
+        if pending.bytes + data.len() > PENDING_PUSH_BYTES {
+            return false;
+        }
+        pending.bytes += data.len();
+        pending
+            .by_device
+            .entry(device.to_string())
+            .or_default()
+            .push((name.to_string(), data));
+        true
+    }
+
+    pub fn take_pushes(&self, device: &str) -> Vec<(String, bytes::Bytes)> {
+        let mut pending = self.pending_pushes.lock().unwrap_or_else(|p| p.into_inner());
+        let taken = pending.by_device.remove(device).unwrap_or_default();
+        pending.bytes -= taken.iter().map(|(_, d)| d.len()).sum::<usize>();
+        taken
     }
 
     pub fn links(&self) -> MutexGuard<'_, Vec<links::LinkEntry>> {
@@ -133,6 +157,16 @@ impl Shared {
     }
 }
 
+/// Pushes waiting for their device to come back, bounded in bytes.
+#[derive(Default)]
+struct PendingPushes {
+    by_device: std::collections::HashMap<String, Vec<(String, bytes::Bytes)>>,
+    bytes: usize,
+}
+
+/// Bytes of interrupted pushes kept for their devices' return.
+const PENDING_PUSH_BYTES: usize = 256 * 1024 * 1024;
+
 /// What sessions share, on its own (no listeners, no command handler), for
 /// tests that run one session over an in-memory link.
 #[cfg(test)]
@@ -155,6 +189,7 @@ pub(crate) fn test_shared(settings: Settings) -> (Arc<Shared>, EventReceiver) {
         fd_limit: 1024,
         max_connections: 16,
         links: Mutex::default(),
+        pending_pushes: Mutex::default(),
         _dir_lock: lock,
     });
     (shared, rx)
@@ -274,6 +309,7 @@ impl Engine {
             fd_limit,
             max_connections,
             links: Mutex::default(),
+            pending_pushes: Mutex::default(),
             _dir_lock: self._lock,
         });
         let listeners = self.listeners;
@@ -476,6 +512,99 @@ impl CommandHandler {
             next_repeat: 0,
             commands,
         }
+    }
+
+    /// `/push`: sends the file to each device named (or the current one, or
+    /// every frames device); the answer says which took it and why others not.
+    async fn push(&mut self, path: &str, name: Option<String>, to: Option<Vec<String>>) -> (bool, String) {
+        let mut files = match read_files_to_send(&[path.to_string()]).await {
+            Ok(files) => files,
+            Err(why) => return (false, why),
+        };
+        let file = files.remove(0);
+        let name = name.unwrap_or(file.name);
+        // (name, channel) of each device asked for, or why it cannot be.
+        let mut targets: Vec<Result<(String, mpsc::Sender<SessionCommand>), String>> = Vec::new();
+        {
+            let registry = self.shared.registry();
+            let frames = |d: &registry::Device| {
+                if d.protocol == "frames" {
+                    Ok((d.name.clone(), d.commands.clone()))
+                } else {
+                    Err(format!("{} (it speaks {}: use /sz)", d.name, d.protocol))
+                }
+            };
+            match &to {
+                Some(list) if list.is_empty() => {
+                    targets.extend(registry.live().filter(|d| d.protocol == "frames").map(frames));
+                }
+                Some(list) => {
+                    for key in list {
+                        targets.push(match registry.find(key) {
+                            Some(d) => frames(d),
+                            None => Err(format!("{key} (no such device)")),
+                        });
+                    }
+                }
+                None => {}
+            }
+        }
+        if to.is_none() {
+            match self.resolve_target() {
+                Ok((conn, device, tx)) => {
+                    let protocol = self.shared.registry().get(conn).map(|d| d.protocol);
+                    targets.push(if protocol == Some("frames") {
+                        Ok((device, tx))
+                    } else {
+                        Err(format!(
+                            "{device} (it speaks {}: use /sz)",
+                            protocol.unwrap_or("nothing yet")
+                        ))
+                    });
+                }
+                Err(e) => return (false, e),
+            }
+        }
+        if targets.is_empty() {
+            return (
+                false,
+                "no native-frames device is connected; nothing was sent".into(),
+            );
+        }
+        let mut sent = Vec::new();
+        let mut not = Vec::new();
+        for target in targets {
+            match target {
+                Ok((device, tx)) => {
+                    let command = SessionCommand::Push {
+                        name: name.clone(),
+                        data: file.data.clone(),
+                    };
+                    if tx.send(command).await.is_ok() {
+                        sent.push(device);
+                    } else {
+                        not.push(format!("{device} (just disconnected)"));
+                    }
+                }
+                Err(why) => not.push(why),
+            }
+        }
+        let mut said = if sent.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "pushing {name} ({}) to {}",
+                crate::text::size(file.data.len() as u64),
+                sent.join(", ")
+            )
+        };
+        if !not.is_empty() {
+            if !said.is_empty() {
+                said.push_str("; ");
+            }
+            said.push_str(&format!("not to {}", not.join(", ")));
+        }
+        (!sent.is_empty(), said)
     }
 
     /// `/rz`: the answer to give.
@@ -766,6 +895,10 @@ impl CommandHandler {
                 }
                 Err(e) => self.reply(&command, false, e, None).await,
             },
+            Request::Push { path, name, to } => {
+                let (ok, said) = self.push(&path, name, to).await;
+                self.reply(&command, ok, said, None).await;
+            }
             Request::Rz => {
                 let (ok, said) = self.ymodem_receive().await;
                 self.reply(&command, ok, said, None).await;

@@ -35,6 +35,11 @@ pub enum SessionCommand {
     SendBytes(Vec<u8>),
     /// Use this line ending for operator text from now on (`/eol`).
     SetEol(crate::protocol::LineEnding),
+    /// `/push`: send this file to a native-frames device.
+    Push {
+        name: String,
+        data: bytes::Bytes,
+    },
     /// `/rz`: receive files by YMODEM, then go back to text.
     YmodemReceive,
     /// `/sz`: send these files by YMODEM-1K, then go back to text.

@@ -6,6 +6,7 @@ pub mod cf;
 pub mod frames;
 pub mod lines;
 pub mod receiving;
+pub mod sending;
 pub mod sniff;
 pub mod ymodem;
 

@@ -94,7 +94,13 @@ pub(crate) struct FramesState {
     pub(crate) started: Instant,
     /// HELLO's `window` (1.1): the device keeps at most this many bytes of file
     /// data unacknowledged, and the console acknowledges with FILE_ACK PROGRESS.
-    window: Option<u64>,
+    /// Files the console pushes keep to the same window.
+    pub(super) window: Option<u64>,
+    /// HELLO's `max_frame`: the largest payload the device takes (pushes).
+    pub(super) device_max_frame: Option<usize>,
+    /// Files the console sends to the device (`/push`).
+    pub(super) pushes: Vec<super::push::Push>,
+    pub(super) next_push_id: u32,
 }
 
 impl FramesState {
@@ -190,6 +196,9 @@ impl Session {
             last_frame: 0,
             warnings: RateLimit::new(WARN_EVERY),
             window: None,
+            device_max_frame: None,
+            pushes: Vec::new(),
+            next_push_id: 1,
             started: Instant::now(),
         }));
     }
@@ -331,12 +340,15 @@ impl Session {
                 let message = format!("{} reported error {code}: {message}", self.device);
                 self.shared.emit(EventKind::Error { message }).await;
             }
+            // The device answers a file the console pushes.
+            Message::FileAck {
+                file_id,
+                status,
+                value,
+                detail,
+            } => self.push_ack(file_id, status, value, &detail).await,
             // Not meant for the console, or unknown: ignored, as the protocol says.
-            Message::Hello(_)
-            | Message::Welcome(_)
-            | Message::FileAck { .. }
-            | Message::Pong(_)
-            | Message::Unknown { .. } => {}
+            Message::Hello(_) | Message::Welcome(_) | Message::Pong(_) | Message::Unknown { .. } => {}
         }
         Ok(())
     }
@@ -378,8 +390,14 @@ impl Session {
                 .find(|(k, _)| k == "window")
                 .and_then(|(_, v)| v.trim().parse::<u64>().ok())
                 .filter(|&w| w > 0);
+            let device_max_frame = pairs
+                .iter()
+                .find(|(k, _)| k == "max_frame")
+                .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+                .filter(|&m| m > 12);
             if let Mode::Frames(state) = &mut self.mode {
                 state.window = window;
+                state.device_max_frame = device_max_frame;
             }
             if let Some((_, id)) = pairs.iter().find(|(k, _)| k == "id")
                 && !id.trim().is_empty()
@@ -402,7 +420,8 @@ impl Session {
             ]))
             .await?;
             self.announce("frames").await;
-            return Ok(());
+            // Files pushed to this device when its last connection dropped.
+            return Box::pin(self.resume_pushes()).await;
         }
         self.announce("frames").await;
         Box::pin(self.on_message(message)).await

@@ -6,6 +6,7 @@ mod cf;
 mod files;
 mod frames;
 mod lines;
+mod push;
 #[cfg(test)]
 mod tests;
 mod ymodem;
@@ -391,6 +392,8 @@ impl Session {
             };
             let idle_timeout = self.idle.or(self.shared.settings.idle_timeout);
             let ymodem_deadline = self.ymodem_deadline();
+            let push_deadline = self.push_deadline();
+            let push_ready = self.push_ready();
             let idle_deadline = idle_timeout.map(|t| self.last_heard + t);
             let far = Instant::now() + Duration::from_secs(86_400);
             tokio::select! {
@@ -415,6 +418,11 @@ impl Session {
                         }
                     }
                     Some(SessionCommand::SetEol(eol)) => self.eol = Some(eol),
+                    Some(SessionCommand::Push { name, data }) => {
+                        if let Err(end) = Box::pin(self.start_push(name, data)).await {
+                            return end;
+                        }
+                    }
                     Some(SessionCommand::YmodemReceive) => {
                         if let Err(end) = Box::pin(self.start_ymodem_receive()).await {
                             return end;
@@ -469,6 +477,15 @@ impl Session {
                 }
                 _ = sleep_until(idle_deadline.unwrap_or(far)), if idle_deadline.is_some() => {
                     return End::Idle(idle_timeout.unwrap_or_default());
+                }
+                _ = sleep_until(push_deadline.unwrap_or(far)), if push_deadline.is_some() => {
+                    Box::pin(self.push_timeout()).await;
+                }
+                // Last: a pushed file's frames go out between reads and commands.
+                _ = std::future::ready(()), if push_ready => {
+                    if let Err(end) = Box::pin(self.push_step()).await {
+                        return end;
+                    }
                 }
                 _ = sleep_until(ymodem_deadline.unwrap_or(far)), if ymodem_deadline.is_some() => {
                     if let Err(end) = Box::pin(self.ymodem_timeout()).await {
@@ -731,6 +748,7 @@ impl Session {
         }
         self.flush_partial_line().await;
         self.keep_ymodem_file(&end).await;
+        self.keep_pushes(&end).await;
         self.finish_carving().await;
         self.finish_cf_file(&end).await;
         self.keep_frame_transfers(&end).await;
