@@ -993,6 +993,53 @@ mod tests {
                 },
             ),
             ("1.1: reason \"idle for 600 s\"", M::Bye("idle for 600 s".into())),
+            // Console to device (/push).
+            (
+                "push: a device that takes files: window 20000, max_frame 4108",
+                M::Hello(kv(&[("id", "board"), ("window", "20000"), ("max_frame", "4108")])),
+            ),
+            (
+                "push, console to device: file 1, size 5, name cfg.txt, flags RESUME",
+                M::FileBegin {
+                    file_id: 1,
+                    size: Some(5),
+                    name: "cfg.txt".into(),
+                    resume: true,
+                },
+            ),
+            (
+                "push, device to console: file 1 RESUME 0, start from the beginning",
+                M::FileAck {
+                    file_id: 1,
+                    status: AckStatus::Resume,
+                    value: 0,
+                    detail: String::new(),
+                },
+            ),
+            (
+                "push, console to device: file 1, offset 0, \"hello\"",
+                M::FileData {
+                    file_id: 1,
+                    offset: 0,
+                    data: Bytes::from_static(b"hello"),
+                },
+            ),
+            (
+                "push, console to device: file 1, crc32(\"hello\") = 0x3610a686",
+                M::FileEnd {
+                    file_id: 1,
+                    crc32: 0x3610_a686,
+                },
+            ),
+            (
+                "push, device to console: file 1 SAVED, size 5, as cfg.txt",
+                M::FileAck {
+                    file_id: 1,
+                    status: AckStatus::Saved,
+                    value: 5,
+                    detail: "cfg.txt".into(),
+                },
+            ),
         ]
     }
 
