@@ -205,14 +205,20 @@ fn the_c_library_builds_for_a_cortex_m3_without_libc_calls() {
 }
 
 fn python_e2e(addr: &str, mode: &str) -> Option<std::thread::JoinHandle<Output>> {
+    python_e2e_with(addr, mode, &[])
+}
+
+fn python_e2e_with(addr: &str, mode: &str, extra: &[&str]) -> Option<std::thread::JoinHandle<Output>> {
     let python = require_tool("python3")?;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("sdk/python/tests/e2e.py");
     let port = port_of(addr);
     let mode = mode.to_string();
+    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
     Some(std::thread::spawn(move || {
         let child = Command::new(python)
             .arg(script)
             .args(["127.0.0.1", &port, &mode])
+            .args(&extra)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -591,4 +597,127 @@ fn the_c_library_recovers_a_lost_saved_without_a_second_copy() {
         .collect();
     assert_eq!(copies, ["once.raw"], "one copy");
     assert_eq!(c.events_of("file_saved").len(), 1);
+}
+
+fn receiver(exe: &Path, port: &str, id: &str, dir: &Path, extra: &[&str]) -> std::process::Child {
+    Command::new(exe)
+        .args(["127.0.0.1", port, id])
+        .arg(dir)
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// `/push` to a board built on the C library: the file arrives through its
+/// write callback (as a flash writer takes it) in frames that fit its 1 KiB
+/// receive buffer, within its window, and the library checks the CRC before
+/// it answers SAVED.
+#[test]
+fn the_c_library_receives_a_pushed_file_through_its_write_callback() {
+    let Some(exe) = build_host("host_receiver", "sdk/c/tests/host_receiver.c", &[]) else {
+        return;
+    };
+    let mut c = Console::start(&[]);
+    let port = c.addr().port().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let child = receiver(&exe, &port, "c-board", dir.path(), &["2048"]);
+    c.wait_event("connected", &[("device", "c-board".into())]);
+    let (_src, file, data) = random_file("firmware.bin", 77, 150_000);
+    let reply = c.command(&format!("/push {}", file.display()));
+    assert_eq!(reply["ok"], true, "{reply}");
+    c.wait_event_within("file_pushed", &[("name", "firmware.bin".into())], WAIT_FILE);
+    let out = common::output_within(child, Duration::from_secs(30), "host_receiver");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("RECEIVED firmware.bin 150000"), "{said}");
+    assert_eq!(std::fs::read(dir.path().join("firmware.bin")).unwrap(), data);
+}
+
+/// The link drops in the middle of a push; when the board is back the console
+/// pushes again and the library resumes the same file where it stopped.
+#[test]
+fn a_push_to_the_c_library_resumes_after_the_link_drops() {
+    let Some(exe) = build_host("host_receiver", "sdk/c/tests/host_receiver.c", &[]) else {
+        return;
+    };
+    let mut c = Console::start(&[]);
+    let port = c.addr().port().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let child = receiver(&exe, &port, "c-board", dir.path(), &["0", "drop-at", "60000"]);
+    c.wait_event("connected", &[("device", "c-board".into())]);
+    let (_src, file, data) = random_file("image.bin", 78, 130_000);
+    c.command(&format!("/push {}", file.display()));
+    let failed = c.wait_event_within("file_push_failed", &[("name", "image.bin".into())], WAIT_FILE);
+    assert!(
+        failed["reason"]
+            .as_str()
+            .unwrap()
+            .contains("sent again when it is back"),
+        "{failed}"
+    );
+    c.wait_event_within("file_pushed", &[("name", "image.bin".into())], WAIT_FILE);
+    let out = common::output_within(child, Duration::from_secs(30), "host_receiver");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("DROPPED at") && said.contains("RECEIVED image.bin 130000"),
+        "{said}"
+    );
+    assert_eq!(
+        said.matches("BEGIN image.bin").count(),
+        1,
+        "resumed, not begun again: {said}"
+    );
+    assert_eq!(std::fs::read(dir.path().join("image.bin")).unwrap(), data);
+}
+
+/// `/push` to the Python module: into a folder (NAME.part, then renamed), and
+/// into a function, each checked by CRC-32 before SAVED.
+#[test]
+fn the_python_module_receives_pushed_files_into_a_folder_or_a_function() {
+    let mut c = Console::start(&["--auto-delay-ms", "10000"]);
+    let dir = tempfile::tempdir().unwrap();
+    let dir_text = dir.path().display().to_string();
+    let Some(script) = python_e2e_with(&c.addr().to_string(), "push-folder", &[&dir_text]) else {
+        return;
+    };
+    c.wait_text_in("py waits for files");
+    let (_src, file, data) = random_file("settings.bin", 91, 300_000);
+    c.command("/to py-4");
+    let reply = c.command(&format!("/push {}", file.display()));
+    assert_eq!(reply["ok"], true, "{reply}");
+    c.wait_event_within("file_pushed", &[("device", "py-4".into())], WAIT_FILE);
+    let out = script.join().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("RECEIVED settings.bin"), "{said}");
+    assert_eq!(std::fs::read(dir.path().join("settings.bin")).unwrap(), data);
+    assert!(!dir.path().join("settings.bin.part").exists());
+
+    let Some(script) = python_e2e(&c.addr().to_string(), "push-callback") else {
+        return;
+    };
+    c.wait_text_in("py waits for files");
+    c.command("/to py-5");
+    c.command(&format!("/push {} renamed.bin", file.display()));
+    c.wait_event_within("file_pushed", &[("device", "py-5".into())], WAIT_FILE);
+    let out = script.join().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want = format!("RECEIVED renamed.bin 300000 {:08x}", crc32fast::hash(&data));
+    assert!(said.contains(&want), "{said}");
 }

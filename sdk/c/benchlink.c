@@ -176,6 +176,12 @@ static void probe(bl_dev *d)
         n = append_u32(at, n, room, c->window);
         n = append(at, n, room, "\n");
     }
+    if (c->file_begin && c->rx_cap > 14) {
+        /* Pushed files come in frames that fit rx_buf. */
+        n = append(at, n, room, "max_frame=");
+        n = append_u32(at, n, room, (uint32_t)(c->rx_cap - 14));
+        n = append(at, n, room, "\n");
+    }
     queue(d, BL_HELLO, 0, n);
     queue(d, BL_PING, 0, 0);
     flush(d);
@@ -447,13 +453,121 @@ static void on_welcome(bl_dev *d, const uint8_t *p, size_t n)
     emit(d, BL_EV_READY, name && (name_len != idn || memcmp(name, d->cfg->id, idn)), name, name_len);
 }
 
+/* ---- files the console pushes ---- */
+
+/* FILE_ACK to the console; kept and sent again from bl_poll if the transport
+ * is busy now (without its detail text). */
+static void file_ack(bl_dev *d, uint32_t id, uint8_t status, uint32_t value, const void *detail, size_t dn)
+{
+    uint8_t a[13 + 64];
+    if (dn > 64)
+        dn = 64;
+    put32(a, id);
+    a[4] = status;
+    put32(a + 5, value);
+    put32(a + 9, 0);
+    if (dn)
+        memcpy(a + 13, detail, dn);
+    if (send(d, BL_FILE_ACK, 0, a, 13 + dn) == BL_OK) {
+        d->ack_pending = 0;
+        return;
+    }
+    d->ack_pending = 1;
+    d->ack_id = id;
+    d->ack_status = status;
+    d->ack_value = value;
+}
+
+static void in_begin(bl_dev *d, uint8_t flags, const uint8_t *p, size_t n)
+{
+    const bl_config *c = d->cfg;
+    uint32_t id = get32(p), size = get32(p + 4), name = bl_crc32(0, p + 12, n - 12);
+    if (!c->file_begin || get32(p + 8)) { /* no receiver, or over 4 GiB */
+        file_ack(d, id, BL_ACK_REFUSED, 1, "this device takes no files", 26);
+        return;
+    }
+    /* The same file again after a reconnect: resume where it stopped. */
+    if (!(d->in_active && d->in_name == name && d->in_size == size && (flags & 1))) {
+        if (c->file_begin(c->ctx, (const char *)p + 12, n - 12, size)) {
+            file_ack(d, id, BL_ACK_REFUSED, 2, "refused by the device", 21);
+            return;
+        }
+        d->in_active = 1;
+        d->in_held = d->in_crc = d->in_acked = 0;
+        d->in_name = name;
+        d->in_size = size;
+    }
+    d->in_id = id;
+    d->in_gap_set = 0;
+    d->in_acked = d->in_held;
+    if (flags & 1)
+        file_ack(d, id, BL_ACK_RESUME, d->in_held, 0, 0);
+}
+
+static void in_data(bl_dev *d, const uint8_t *p, size_t n)
+{
+    const bl_config *c = d->cfg;
+    uint32_t id = get32(p), off = get32(p + 4), skip, len;
+    if (!d->in_active || id != d->in_id || get32(p + 8))
+        return;
+    if (off > d->in_held) { /* a frame before this one was lost: rewind, once per gap */
+        if (!(d->in_gap_set && d->in_gap == d->in_held)) {
+            d->in_gap_set = 1;
+            d->in_gap = d->in_held;
+            file_ack(d, id, BL_ACK_RESUME, d->in_held, "gap", 3);
+        }
+        return;
+    }
+    skip = d->in_held - off;
+    if (skip >= n - 12)
+        return; /* held already */
+    len = (uint32_t)(n - 12) - skip;
+    if (d->in_held + len > d->in_size) {
+        file_ack(d, id, BL_ACK_SIZE_MISMATCH, d->in_held, 0, 0);
+        return;
+    }
+    if (c->file_write(c->ctx, d->in_held, p + 12 + skip, len)) {
+        d->in_active = 0;
+        c->file_end(c->ctx, 0, d->in_held);
+        file_ack(d, id, BL_ACK_REFUSED, 3, "write failed", 12);
+        return;
+    }
+    d->in_crc = bl_crc32(d->in_crc, p + 12 + skip, len);
+    d->in_held += len;
+    d->in_gap_set = 0;
+    if (c->window && d->in_held - d->in_acked >= (c->window / 2 ? c->window / 2 : 1)) {
+        d->in_acked = d->in_held;
+        file_ack(d, id, BL_ACK_PROGRESS, d->in_held, 0, 0);
+    }
+}
+
+static void in_end(bl_dev *d, const uint8_t *p)
+{
+    const bl_config *c = d->cfg;
+    uint32_t id = get32(p), crc = get32(p + 4);
+    if (!d->in_active || id != d->in_id)
+        return;
+    if (d->in_held < d->in_size || d->in_gap_set) { /* bytes missing: repair, every time */
+        d->in_gap_set = 1;
+        d->in_gap = d->in_held;
+        file_ack(d, id, BL_ACK_RESUME, d->in_held, "missing data", 12);
+        return;
+    }
+    d->in_active = 0;
+    if (crc != d->in_crc) {
+        c->file_end(c->ctx, 0, d->in_held);
+        file_ack(d, id, BL_ACK_CRC_MISMATCH, d->in_crc, 0, 0);
+        return;
+    }
+    c->file_end(c->ctx, 1, d->in_held);
+    file_ack(d, id, BL_ACK_SAVED, d->in_held, 0, 0);
+}
+
 static void handle(bl_dev *d, uint8_t type, uint8_t flags, const uint8_t *p, size_t n)
 {
     d->heard = d->now;
 #ifdef BL_TEST_HOOKS
     emit(d, BL_EV_FRAME, (uint32_t)type << 8 | flags, p, n);
-#else
-    (void)flags;
 #endif
     if (d->link == L_DOWN)
         return;
@@ -476,6 +590,18 @@ static void handle(bl_dev *d, uint8_t type, uint8_t flags, const uint8_t *p, siz
     case BL_FILE_ACK:
         if (n >= 13)
             on_ack(d, p, n);
+        break;
+    case BL_FILE_BEGIN:
+        if (n >= 12)
+            in_begin(d, flags, p, n);
+        break;
+    case BL_FILE_DATA:
+        if (n >= 12)
+            in_data(d, p, n);
+        break;
+    case BL_FILE_END:
+        if (n >= 8)
+            in_end(d, p);
         break;
     case BL_BYE:
         d->link = L_DOWN;
@@ -578,6 +704,11 @@ void bl_poll(bl_dev *d, uint32_t now)
     }
     if (d->link == L_DOWN || d->tx_len)
         return;
+    if (d->ack_pending) {
+        file_ack(d, d->ack_id, d->ack_status, d->ack_value, 0, 0);
+        if (d->ack_pending)
+            return;
+    }
     if (d->link == L_READY && now - d->heard >= BL_SILENCE_MS) {
         d->link = L_PROBE;
         d->probe_wait = 0;

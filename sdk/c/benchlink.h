@@ -82,6 +82,16 @@ typedef struct {
     size_t (*read)(void *ctx, uint32_t offset, uint8_t *p, size_t n);
     void (*event)(void *ctx, int ev, uint32_t value, const uint8_t *p, size_t n);
     void *ctx;
+    /* Files the console pushes (/push), one at a time. Leave NULL to refuse them.
+     * file_begin: a file of `size` bytes called name (not 0-terminated) starts;
+     * return 0 to take it (e.g. erase the flash it goes to), nonzero to refuse. */
+    int (*file_begin)(void *ctx, const char *name, size_t name_len, uint32_t size);
+    /* file_write: n bytes at offset, always in order (offset = bytes written so
+     * far; a rewind repeats nothing); return 0 when written (e.g. a flash writer). */
+    int (*file_write)(void *ctx, uint32_t offset, const uint8_t *p, size_t n);
+    /* file_end: ok = 1 when all bytes arrived and their CRC-32 matched the
+     * console's (the library checks it before it answers SAVED), 0 otherwise. */
+    void (*file_end)(void *ctx, int ok, uint32_t size);
 } bl_config;
 
 typedef struct {
@@ -92,6 +102,10 @@ typedef struct {
     /* One upload at a time. */
     const char *name;
     uint32_t file_id, size, pos, acked, crc, crc_upto, rewind_at, sent_at, wait, progress_ms;
+    /* One pushed file at a time (the console's /push). */
+    uint8_t in_active, in_gap_set, ack_pending, ack_status;
+    uint32_t in_id, in_size, in_held, in_crc, in_name, in_gap, in_acked;
+    uint32_t ack_id, ack_value;
 } bl_dev;
 
 void bl_init(bl_dev *d, const bl_config *cfg);

@@ -9,6 +9,14 @@ Standard library only, Python 3.8+. Copy this file, or ``pip install ./sdk/pytho
         path = d.send_file("photo.jpg")    # the path under the console's --dir
         cmd = d.receive(timeout=5)         # the operator's next command, or None
         rtt = d.ping()                     # seconds
+
+Files the console pushes (``/push``) are taken with ``files=``: a folder to
+save them in (as NAME.part while they arrive, renamed when whole, never
+overwriting), or a function called with (name, bytes) once a file arrived
+whole and its CRC-32 matched. ``wait_file()`` waits for the next one.
+
+    with Device("127.0.0.1", 9999, id="py-1", files="incoming") as d:
+        name, where = d.wait_file(timeout=60)
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ import struct
 import time
 import zlib
 from collections import deque
-from typing import Deque, List, Optional, Tuple, Union
+from typing import Callable, Deque, List, Optional, Tuple, Union
 
 __all__ = ["Device", "FileRejected", "LinkError"]
 
@@ -42,6 +50,8 @@ STATUS_NAMES = {
 RETRY_LATER = {2, 3, 7}
 #: A partial frame that gets no byte for this long is abandoned (protocol 1.1).
 PARTIAL_TIMEOUT = 0.25
+#: Largest frame payload this module takes when it receives files (1 MiB + 12).
+PUSH_MAX_FRAME = (1 << 20) + 12
 #: First retry of an unanswered FILE_END or FILE_BEGIN+RESUME; then doubled.
 RETRY_FIRST = 2.0
 ANSWER_TIMEOUT = 30.0
@@ -149,6 +159,7 @@ class Device:
         reconnect: bool = False,
         info: Optional[dict] = None,
         timeout: float = 10.0,
+        files: Union[None, str, os.PathLike, Callable[[str, bytes], None]] = None,
     ) -> None:
         self.host, self.port, self.id, self.token = host, port, id, token
         self.window = window
@@ -165,6 +176,10 @@ class Device:
         self._acks: Deque[Tuple[int, int, int, str]] = deque()
         self._pongs: Deque[bytes] = deque()
         self._next_file_id = 1
+        self.files = files
+        #: Pushed files as they arrive whole: (name, path or None).
+        self.received: Deque[Tuple[str, Optional[str]]] = deque()
+        self._incoming: dict = {}
         self._connect()
 
     # ---- connection
@@ -182,6 +197,8 @@ class Device:
             lines.append(f"token={self.token}")
         if self.window:
             lines.append(f"window={self.window}")
+        if self.files is not None:
+            lines.append(f"max_frame={PUSH_MAX_FRAME}")
         lines += [f"{k}={v}" for k, v in self.info.items()]
         self._send(HELLO, ("\n".join(lines) + "\n").encode())
         deadline = time.monotonic() + self.timeout
@@ -252,7 +269,7 @@ class Device:
         return self._frames.popleft()
 
     def _dispatch(self, frame: Tuple[int, int, bytes]) -> None:
-        kind, _, payload = frame
+        kind, flags, payload = frame
         if kind == TEXT:
             self._texts.append(payload.decode("utf-8", "replace"))
         elif kind == FILE_ACK and len(payload) >= 13:
@@ -264,6 +281,104 @@ class Device:
             self._send(PONG, payload)
         elif kind == BYE:
             raise LinkError(f"the console said goodbye: {payload.decode('utf-8', 'replace')}")
+        elif kind in (FILE_BEGIN, FILE_DATA, FILE_END):
+            self._pushed(kind, flags, payload)
+
+    # ---- files the console pushes
+
+    def _answer(self, file_id: int, status: int, value: int, detail: str = "") -> None:
+        self._send(FILE_ACK, struct.pack("<IBQ", file_id, status, value) + detail.encode())
+
+    def _pushed(self, kind: int, flags: int, payload: bytes) -> None:
+        """The receiving rules of docs/protocol.md, "Console to device"."""
+        if kind == FILE_BEGIN and len(payload) >= 12:
+            file_id, size = struct.unpack_from("<IQ", payload)
+            name = os.path.basename(payload[12:].decode("utf-8", "replace")) or f"file-{file_id}"
+            if self.files is None:
+                return self._answer(file_id, REFUSED, 1, "this device takes no files")
+            held, data = 0, bytearray()
+            part = None
+            if not callable(self.files):
+                os.makedirs(self.files, exist_ok=True)
+                part = os.path.join(self.files, name + ".part")
+                if flags & 1 and os.path.exists(part) and os.path.getsize(part) <= size:
+                    held = os.path.getsize(part)  # resume what an interrupted push left
+                else:
+                    open(part, "wb").close()
+            else:
+                # The same file again after a reconnect: go on from what is held.
+                for old in self._incoming.values():
+                    if old["name"] == name and old["size"] == size and flags & 1:
+                        held, data = old["held"], old["data"]
+            self._incoming[file_id] = {
+                "name": name, "size": size, "held": held, "data": data, "part": part,
+                "gap": None, "acked": held, "resumed": held > 0,
+            }
+            if flags & 1:
+                self._answer(file_id, RESUME, held)
+        elif kind == FILE_DATA and len(payload) >= 12:
+            file_id, offset = struct.unpack_from("<IQ", payload)
+            f = self._incoming.get(file_id)
+            if f is None:
+                return self._answer(file_id, REFUSED, 1, "unknown file_id")
+            chunk = payload[12:]
+            if offset > f["held"]:
+                if f["gap"] != f["held"]:
+                    f["gap"] = f["held"]
+                    self._answer(file_id, RESUME, f["held"], "gap")
+                return
+            fresh = chunk[f["held"] - offset:]
+            if not fresh:
+                return
+            if f["held"] + len(fresh) > f["size"]:
+                return self._answer(file_id, SIZE_MISMATCH, f["held"], "more data than announced")
+            if f["part"]:
+                with open(f["part"], "ab") as out:
+                    out.write(fresh)
+            else:
+                f["data"] += fresh
+            f["held"] += len(fresh)
+            f["gap"] = None
+            if self.window and f["held"] - f["acked"] >= max(self.window // 2, 1):
+                f["acked"] = f["held"]
+                self._answer(file_id, PROGRESS, f["held"])
+        elif kind == FILE_END and len(payload) >= 8:
+            file_id, crc = struct.unpack_from("<II", payload)
+            f = self._incoming.get(file_id)
+            if f is None:
+                return self._answer(file_id, REFUSED, 1, "unknown file_id")
+            if f["held"] < f["size"] or f["gap"] is not None:
+                f["gap"] = f["held"]
+                return self._answer(file_id, RESUME, f["held"], "missing data")
+            del self._incoming[file_id]
+            if f["part"]:
+                with open(f["part"], "rb") as part:
+                    data = part.read()
+            else:
+                data = bytes(f["data"])
+            mine = zlib.crc32(data) & 0xFFFFFFFF
+            if mine != crc:
+                if f["part"]:
+                    os.remove(f["part"])
+                detail = "CRCs differ" if f["resumed"] else f"the data is {mine:08x}"
+                return self._answer(file_id, CRC_MISMATCH, 0 if f["resumed"] else mine, detail)
+            where = None
+            if f["part"]:
+                where = _free_name(self.files, f["name"])
+                os.replace(f["part"], where)
+            else:
+                self.files(f["name"], data)
+            self.received.append((f["name"], where))
+            self._answer(file_id, SAVED, len(data), os.path.basename(where) if where else f["name"])
+
+    def wait_file(self, timeout: Optional[float] = None) -> Optional[Tuple[str, Optional[str]]]:
+        """The next file the console pushed: (name, path in the folder, or None
+        with a callback), or None at the timeout."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while not self.received:
+            if not self._pump(deadline):
+                return None
+        return self.received.popleft()
 
     def _pump(self, deadline: float) -> bool:
         """Handles one frame; False at the deadline."""
@@ -403,3 +518,14 @@ class Device:
         if status == SAVED:
             return detail
         raise FileRejected(STATUS_NAMES.get(status, str(status)), value, detail)
+
+
+def _free_name(folder, name: str) -> str:
+    """``name`` in ``folder``, or ``name (2).ext``...: never overwrites."""
+    path = os.path.join(folder, name)
+    stem, ext = os.path.splitext(name)
+    n = 2
+    while os.path.exists(path):
+        path = os.path.join(folder, f"{stem} ({n}){ext}")
+        n += 1
+    return path

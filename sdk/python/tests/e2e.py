@@ -6,6 +6,9 @@ MODE basic: text, send_file (path and bytes), receive the operator's command
 MODE reject: a file larger than the console's --max-file-size raises FileRejected.
 MODE reconnect: a 6 MB file whose link drops midway (the socket is closed under
             the module after 10 frames), the module connects again and resumes.
+MODE push-folder DIR: says "py waits for files", takes the file the console
+            pushes into DIR, prints RECEIVED name path.
+MODE push-callback: the same into a function, prints RECEIVED name size crc32.
 """
 import os
 import sys
@@ -59,3 +62,21 @@ elif mode == "reconnect":
         d._send = flaky_send
         saved = d.send_file(data, name="big.bin")
         print("SAVED", saved, "after", sent["frames"], "data frames")
+elif mode == "push-folder":
+    with Device(host, port, id="py-4", window=8192, files=sys.argv[4]) as d:
+        d.text("py waits for files")
+        got = d.wait_file(timeout=60)
+        if got is None:
+            sys.exit("no file was pushed")
+        print("RECEIVED", got[0], got[1])
+elif mode == "push-callback":
+    import zlib
+
+    kept = {}
+    with Device(host, port, id="py-5", files=lambda name, data: kept.update({name: data})) as d:
+        d.text("py waits for files")
+        got = d.wait_file(timeout=60)
+        if got is None:
+            sys.exit("no file was pushed")
+        data = kept[got[0]]
+        print("RECEIVED", got[0], len(data), "%08x" % (zlib.crc32(data) & 0xFFFFFFFF))
