@@ -111,6 +111,19 @@ impl Sending {
         Some((self.next, len as usize))
     }
 
+    /// The window is full: nothing more may go out until the receiver acknowledges.
+    pub fn window_full(&self) -> bool {
+        self.started && self.next < self.size && self.next_chunk(1).is_none()
+    }
+
+    /// No PROGRESS came for a while with the window full (a lost PROGRESS must
+    /// not stall the file): half a window more may go out.
+    pub fn window_stalled(&mut self) {
+        if let Some(window) = self.window {
+            self.acked = self.acked.max(self.next.saturating_sub(window / 2));
+        }
+    }
+
     pub fn sent(&mut self, len: usize) {
         self.next += len as u64;
     }
@@ -161,6 +174,16 @@ mod tests {
         assert_eq!(s.next_chunk(8), None, "10 in flight");
         s.on_ack(AckStatus::Progress, 5, "");
         assert_eq!(s.next_chunk(8), Some((10, 5)));
+    }
+
+    #[test]
+    fn a_lost_progress_does_not_stall_the_file() {
+        let mut s = Sending::new(100, Some(10));
+        s.on_ack(AckStatus::Resume, 0, "");
+        s.sent(10);
+        assert!(s.window_full());
+        s.window_stalled();
+        assert_eq!(s.next_chunk(8), Some((10, 5)), "half a window more");
     }
 
     #[test]

@@ -15,6 +15,9 @@ const DEFAULT_CHUNK: usize = 1024;
 const MAX_CHUNK: usize = 64 * 1024;
 /// A device that does not answer FILE_BEGIN within this does not take files.
 pub(super) const BEGIN_ANSWER_WITHIN: Duration = Duration::from_secs(10);
+/// With the device's window full and no PROGRESS for this long, half a window
+/// more goes out (its PROGRESS may have been lost), as devices do for uploads.
+const WINDOW_STALL: Duration = Duration::from_secs(2);
 
 pub(super) struct Push {
     file_id: u32,
@@ -24,6 +27,8 @@ pub(super) struct Push {
     sending: Sending,
     begun: Instant,
     last_progress: Instant,
+    /// The device's last answer.
+    last_ack: Instant,
 }
 
 impl Session {
@@ -43,6 +48,7 @@ impl Session {
             data,
             begun: Instant::now(),
             last_progress: Instant::now(),
+            last_ack: Instant::now(),
         };
         state.pushes.push(push);
         self.send_message(&Message::FileBegin {
@@ -135,6 +141,7 @@ impl Session {
         let Some(at) = state.pushes.iter().position(|p| p.file_id == file_id) else {
             return; // an answer for a push already over
         };
+        state.pushes[at].last_ack = Instant::now();
         match state.pushes[at].sending.on_ack(status, value, detail) {
             OnAck::Continue => {}
             OnAck::Saved => {
@@ -161,12 +168,17 @@ impl Session {
         let Mode::Frames(state) = &self.mode else {
             return None;
         };
-        state
+        let unanswered = state
             .pushes
             .iter()
             .filter(|p| !p.sending.started)
-            .map(|p| p.begun + BEGIN_ANSWER_WITHIN)
-            .min()
+            .map(|p| p.begun + BEGIN_ANSWER_WITHIN);
+        let stalled = state
+            .pushes
+            .iter()
+            .filter(|p| p.sending.window_full())
+            .map(|p| p.last_ack + WINDOW_STALL);
+        unanswered.chain(stalled).min()
     }
 
     pub(super) async fn push_timeout(&mut self) {
@@ -174,6 +186,12 @@ impl Session {
             return;
         };
         let now = Instant::now();
+        for push in &mut state.pushes {
+            if push.sending.window_full() && now >= push.last_ack + WINDOW_STALL {
+                push.sending.window_stalled();
+                push.last_ack = now;
+            }
+        }
         let (late, rest): (Vec<Push>, Vec<Push>) = std::mem::take(&mut state.pushes)
             .into_iter()
             .partition(|p| !p.sending.started && now >= p.begun + BEGIN_ANSWER_WITHIN);
