@@ -37,6 +37,15 @@ pub struct Cli {
     #[arg(long, value_name = "PORT")]
     pub serial: Vec<String>,
 
+    /// Publish every event to an MQTT broker: mqtt://[USER[:PASS]@]HOST[:PORT]
+    /// (topics benchlink/BENCH/DEVICE/KIND; see docs/scale-out.md).
+    #[arg(long, value_name = "URL")]
+    pub mqtt: Option<String>,
+
+    /// This bench's name in MQTT topics [default: the host name].
+    #[arg(long, value_name = "NAME")]
+    pub bench: Option<String>,
+
     /// Connect to a device that listens: [PROTO://]HOST:PORT (an ESP's AT+CIPSERVER),
     /// retried until it answers. Repeat for several.
     #[arg(long, value_name = "ADDR")]

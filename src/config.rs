@@ -126,6 +126,10 @@ pub struct Settings {
     pub macros: std::collections::BTreeMap<String, String>,
     /// Cut images out of lines streams (off with `--no-carve` or `carve = false`).
     pub carve: bool,
+    /// The MQTT broker events are published to (`--mqtt`, `[mqtt] url`).
+    pub mqtt: Option<crate::mqtt::MqttSpec>,
+    /// This bench's name in MQTT topics (`--bench`, `[mqtt] bench`, the host name).
+    pub bench: String,
     /// Serial ports to open (`--serial`, `[[serial]]`).
     pub serial: Vec<SerialSpec>,
     /// Devices to connect to (`--connect`, `[[connect]]`).
@@ -237,6 +241,15 @@ impl Settings {
                 .map_or(DEFAULT_AUTO_DELAY, Duration::from_millis),
             log_conversations: !cli.no_log && file.log_conversations.unwrap_or(true),
             carve: !cli.no_carve && file.carve.unwrap_or(true),
+            mqtt: match cli.mqtt.as_deref().or(file.mqtt.url.as_deref()) {
+                Some(url) => Some(crate::mqtt::MqttSpec::parse(url)?),
+                None => None,
+            },
+            bench: cli
+                .bench
+                .clone()
+                .or(file.mqtt.bench.clone())
+                .unwrap_or_else(host_name),
             aliases: file.aliases,
             token,
             max_frame: max_frame as usize,
@@ -265,6 +278,28 @@ impl Settings {
                 connect
             },
         })
+    }
+}
+
+/// `[mqtt]` in config.toml.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MqttTable {
+    url: Option<String>,
+    bench: Option<String>,
+}
+
+/// This machine's name: the default bench name in MQTT topics.
+fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    let name = String::from_utf8_lossy(&buf[..end]).into_owned();
+    if ok && !name.is_empty() {
+        name
+    } else {
+        "bench".into()
     }
 }
 
@@ -309,6 +344,7 @@ struct FileConfig {
     idle_timeout: Option<Duration>,
     macros: std::collections::BTreeMap<String, String>,
     carve: Option<bool>,
+    mqtt: MqttTable,
     serial: Vec<SerialSpec>,
     connect: Vec<ConnectSpec>,
 }
@@ -355,6 +391,8 @@ struct RawFileConfig {
     idle_timeout: Option<String>,
     macros: Option<RawMacros>,
     carve: Option<bool>,
+    #[serde(default)]
+    mqtt: MqttTable,
     #[serde(default)]
     serial: Vec<SerialTable>,
     #[serde(default)]
@@ -499,6 +537,7 @@ impl FileConfig {
                 }
             },
             carve: raw.carve,
+            mqtt: raw.mqtt,
             serial: raw
                 .serial
                 .into_iter()

@@ -37,19 +37,33 @@ fn main() -> ExitCode {
     init_tracing(full_screen);
     let format = if cli.json { Format::Json } else { Format::Human };
     with_runtime(|| async move {
-        let engine = match Engine::bind(settings).await {
+        let mqtt = settings.mqtt.clone().map(|spec| (spec, settings.bench.clone()));
+        let mut engine = match Engine::bind(settings).await {
             Ok(engine) => engine,
             Err(e) => return fail(&e.to_string()),
         };
-        if full_screen {
-            if let Err(e) = benchlink::tui::run(engine, theme).await {
-                eprintln!("benchlink: the terminal failed: {e}");
-                return ExitCode::FAILURE;
+        // The broker is one more consumer of the events, with a queue of its own.
+        let publisher = mqtt.map(|(spec, bench)| {
+            let events = engine.subscribe(benchlink::mqtt::QUEUE_BYTES);
+            tokio::spawn(benchlink::mqtt::run(spec, bench, events))
+        });
+        let code = if full_screen {
+            match benchlink::tui::run(engine, theme).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("benchlink: the terminal failed: {e}");
+                    ExitCode::FAILURE
+                }
             }
         } else {
             headless::run(engine, format).await;
+            ExitCode::SUCCESS
+        };
+        // A moment for the last events and the bench's "offline" to reach the broker.
+        if let Some(publisher) = publisher {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), publisher).await;
         }
-        ExitCode::SUCCESS
+        code
     })
 }
 

@@ -111,6 +111,28 @@ impl EventSender {
     }
 }
 
+/// The engine's events to the front end and to any other consumer (the MQTT
+/// publisher): each gets its own byte-bounded queue, so a slow or absent broker
+/// never costs the screen anything, nor the screen the broker.
+#[derive(Clone)]
+pub struct Fanout {
+    main: EventSender,
+    taps: Vec<EventSender>,
+}
+
+impl Fanout {
+    pub fn new(main: EventSender, taps: Vec<EventSender>) -> Self {
+        Self { main, taps }
+    }
+
+    pub fn send(&self, event: Event) {
+        for tap in &self.taps {
+            tap.send(event.clone());
+        }
+        self.main.send(event);
+    }
+}
+
 impl EventReceiver {
     pub async fn recv(&mut self) -> Option<Event> {
         if let Some(event) = self.held.take() {

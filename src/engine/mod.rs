@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use event::{ConnCounters, ConnId, DeviceInfo, Direction, Event, EventKind};
-use event_queue::{EventReceiver, EventSender};
+use event_queue::EventReceiver;
 use journal::Journal;
 use registry::{Registry, SessionCommand};
 
@@ -58,7 +58,7 @@ impl std::error::Error for StartError {}
 /// State every session and the command handler share.
 pub(crate) struct Shared {
     pub settings: Settings,
-    pub events: EventSender,
+    pub events: event_queue::Fanout,
     pub journal: Journal,
     registry: Mutex<Registry>,
     pub cancel: CancellationToken,
@@ -178,7 +178,7 @@ pub(crate) fn test_shared(settings: Settings) -> (Arc<Shared>, EventReceiver) {
     let lock = std::fs::File::create(dir.join(LOCK_FILE)).expect("lock file");
     let shared = Arc::new(Shared {
         settings,
-        events,
+        events: event_queue::Fanout::new(events, Vec::new()),
         journal,
         registry: Mutex::new(Registry::default()),
         cancel: CancellationToken::new(),
@@ -198,6 +198,8 @@ pub(crate) fn test_shared(settings: Settings) -> (Arc<Shared>, EventReceiver) {
 /// An engine whose listeners are bound and whose folder is writable, not yet running.
 pub struct Engine {
     settings: Settings,
+    /// Other consumers of the events (the MQTT publisher), each with its queue.
+    taps: Vec<event_queue::EventSender>,
     listeners: Vec<listener::Bound>,
     /// Held while the console runs: one console per received folder.
     _lock: std::fs::File,
@@ -260,6 +262,7 @@ impl Engine {
         }
         Ok(Engine {
             settings,
+            taps: Vec::new(),
             listeners,
             _lock: lock,
         })
@@ -267,6 +270,14 @@ impl Engine {
 
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// Another consumer of every event (besides the front end), with a queue of
+    /// its own bounded to `cap` bytes of droppable events.
+    pub fn subscribe(&mut self, cap: usize) -> EventReceiver {
+        let (tx, rx) = event_queue::channel(cap);
+        self.taps.push(tx);
+        rx
     }
 
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
@@ -298,7 +309,7 @@ impl Engine {
         settings.dir = dir;
         let shared = Arc::new(Shared {
             settings,
-            events: event_tx,
+            events: event_queue::Fanout::new(event_tx, self.taps),
             journal,
             registry: Mutex::new(Registry::default()),
             cancel: CancellationToken::new(),

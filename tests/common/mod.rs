@@ -696,12 +696,18 @@ fn is_executable(p: &Path) -> bool {
 
 /// `name` on PATH, or `None` after a loud skip line (a panic under CI=true).
 pub fn require_tool(name: &str) -> Option<PathBuf> {
-    let found = on_path(name);
+    // Daemons (mosquitto) live in /usr/sbin, which a user's PATH may lack.
+    let found = on_path(name).or_else(|| {
+        let sbin = Path::new("/usr/sbin").join(name);
+        is_executable(&sbin).then_some(sbin)
+    });
     if found.is_none() {
         let how = match name {
             "nc" => "apt-get install netcat-openbsd",
             "socat" => "apt-get install socat",
             "sz" | "rb" => "apt-get install lrzsz",
+            "mosquitto" => "apt-get install mosquitto",
+            "mosquitto_sub" | "mosquitto_pub" => "apt-get install mosquitto-clients",
             "cc" => "apt-get install gcc",
             "arm-none-eabi-gcc" => "apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi",
             "qemu-system-arm" => "apt-get install qemu-system-arm",

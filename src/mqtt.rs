@@ -1,0 +1,387 @@
+//! Every engine event to an MQTT broker, as the same JSON objects `--json`
+//! prints: `benchlink/<bench>/<device>/<kind>` (QoS 1), device status retained,
+//! the bench's own status with a last will. A consumer of events like any front
+//! end: it has its own byte-bounded queue, so a slow or absent broker never
+//! holds up the engine or the screen; while the broker is away events wait in
+//! that queue and, past its bound, texts, progress and stats are dropped and
+//! counted (a `dropped` event is published when the link is back).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rumqttc::{AsyncClient, Event as MqttEvent, LastWill, MqttOptions, Packet, QoS};
+
+use crate::config::ConfigError;
+use crate::engine::event_queue::EventReceiver;
+use crate::engine::{ConnId, Event, EventKind};
+
+/// Bytes of droppable events waiting for the broker.
+pub const QUEUE_BYTES: usize = 16 * 1024 * 1024;
+/// At most this often per transfer: file_progress and file_push_progress.
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+/// At most this often: stats.
+const STATS_EVERY: Duration = Duration::from_secs(1);
+const BACKOFF_FIRST: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// `--mqtt mqtt://[USER[:PASS]@]HOST[:PORT]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MqttSpec {
+    pub host: String,
+    pub port: u16,
+    pub user: Option<String>,
+    pub password: Option<String>,
+}
+
+impl MqttSpec {
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let bad = |why: &str| {
+            ConfigError(format!(
+                "bad broker address {text:?}: {why}; write mqtt://HOST[:PORT] or mqtt://USER:PASS@HOST[:PORT]"
+            ))
+        };
+        let rest = match text.split_once("://") {
+            Some(("mqtt", rest)) => rest,
+            Some(("mqtts", _)) => {
+                return Err(ConfigError(format!(
+                    "{text:?}: mqtts:// (TLS) is not supported yet; use mqtt:// on a trusted network, or a TLS tunnel such as stunnel to the broker"
+                )));
+            }
+            Some((scheme, _)) => return Err(bad(&format!("unknown scheme {scheme:?}"))),
+            None => text,
+        };
+        let (login, hostport) = match rest.rsplit_once('@') {
+            Some((login, hostport)) => (Some(login), hostport),
+            None => (None, rest),
+        };
+        let (user, password) = match login {
+            Some(login) => match login.split_once(':') {
+                Some((u, p)) => (Some(u.to_string()), Some(p.to_string())),
+                None => (Some(login.to_string()), None),
+            },
+            None => (None, None),
+        };
+        let hostport = hostport.trim_end_matches('/');
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || p.parse::<u16>().is_ok() => {
+                let port = p
+                    .parse::<u16>()
+                    .map_err(|_| bad(&format!("{p:?} is not a port number")))?;
+                (h, port)
+            }
+            _ => (hostport, 1883),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(bad("no host"));
+        }
+        Ok(Self {
+            host: host.to_string(),
+            port,
+            user,
+            password,
+        })
+    }
+}
+
+/// A topic level from a device or bench name: MQTT forbids `+` and `#` in
+/// published topics, and `/` would add a level.
+pub fn level(name: &str) -> String {
+    name.replace('%', "%25")
+        .replace('/', "%2F")
+        .replace('+', "%2B")
+        .replace('#', "%23")
+}
+
+/// The device an event is about, and its kind in the topic.
+pub fn topic_parts(kind: &EventKind) -> (Option<&str>, &'static str) {
+    match kind {
+        EventKind::Text { device, .. } => (Some(device), "text"),
+        EventKind::FileStarted { device, .. }
+        | EventKind::FileSaved { device, .. }
+        | EventKind::FileFailed { device, .. }
+        | EventKind::PartRemoved { device, .. } => (Some(device), "file"),
+        EventKind::FileProgress { device, .. } | EventKind::FilePushProgress { device, .. } => {
+            (Some(device), "transfer")
+        }
+        EventKind::FilePushStarted { device, .. }
+        | EventKind::FilePushed { device, .. }
+        | EventKind::FilePushFailed { device, .. } => (Some(device), "push"),
+        EventKind::Connected { device, .. }
+        | EventKind::Disconnected { device, .. }
+        | EventKind::Reconnecting { device, .. }
+        | EventKind::LinkClosed { device, .. } => (Some(device), "connection"),
+        EventKind::Listening { .. } => (None, "listening"),
+        EventKind::Error { .. } => (None, "error"),
+        EventKind::Reply { .. } => (None, "reply"),
+        EventKind::Stats { .. } => (None, "stats"),
+        EventKind::Dropped { .. } => (None, "dropped"),
+        EventKind::Stopped { .. } => (None, "stopped"),
+    }
+}
+
+/// The retained status a connection event sets for its device.
+fn device_status(kind: &EventKind) -> Option<&'static str> {
+    match kind {
+        EventKind::Connected { .. } => Some("online"),
+        EventKind::Reconnecting { .. } => Some("reconnecting"),
+        EventKind::Disconnected { .. } | EventKind::LinkClosed { .. } => Some("offline"),
+        _ => None,
+    }
+}
+
+/// One message for the broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub retain: bool,
+}
+
+/// Turns events into messages, sampling the high-rate ones.
+pub struct Topics {
+    bench: String,
+    last_progress: HashMap<(ConnId, String), Instant>,
+    last_stats: Option<Instant>,
+    /// Events left out by sampling (progress, stats), for the metrics.
+    pub sampled_out: u64,
+}
+
+impl Topics {
+    pub fn new(bench: &str) -> Self {
+        Self {
+            bench: level(bench),
+            last_progress: HashMap::new(),
+            last_stats: None,
+            sampled_out: 0,
+        }
+    }
+
+    pub fn bench_status(&self) -> String {
+        format!("benchlink/{}/status", self.bench)
+    }
+
+    /// The messages one event becomes (none when sampled out).
+    pub fn messages(&mut self, event: &Event, now: Instant) -> Vec<Outgoing> {
+        match &event.kind {
+            EventKind::FileProgress { conn, name, .. } | EventKind::FilePushProgress { conn, name, .. } => {
+                let key = (*conn, name.clone());
+                if self
+                    .last_progress
+                    .get(&key)
+                    .is_some_and(|t| now - *t < PROGRESS_EVERY)
+                {
+                    self.sampled_out += 1;
+                    return Vec::new();
+                }
+                if self.last_progress.len() > 4096 {
+                    self.last_progress.clear();
+                }
+                self.last_progress.insert(key, now);
+            }
+            EventKind::Stats { .. } => {
+                if self.last_stats.is_some_and(|t| now - t < STATS_EVERY) {
+                    self.sampled_out += 1;
+                    return Vec::new();
+                }
+                self.last_stats = Some(now);
+            }
+            _ => {}
+        }
+        let (device, kind) = topic_parts(&event.kind);
+        let base = match device {
+            Some(d) => format!("benchlink/{}/{}", self.bench, level(d)),
+            None => format!("benchlink/{}", self.bench),
+        };
+        let mut out = vec![Outgoing {
+            topic: format!("{base}/{kind}"),
+            payload: crate::headless::json(event).into_bytes(),
+            retain: false,
+        }];
+        if let Some(status) = device_status(&event.kind) {
+            out.push(Outgoing {
+                topic: format!("{base}/status"),
+                payload: status.as_bytes().to_vec(),
+                retain: true,
+            });
+        }
+        out
+    }
+}
+
+/// The broker's state, for the screen's header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerState {
+    Connecting,
+    Connected,
+    Down(String),
+}
+
+/// Publishes events until the engine stops.
+pub async fn run(spec: MqttSpec, bench: String, mut events: EventReceiver) {
+    let mut topics = Topics::new(&bench);
+    let client_id = format!("benchlink-{}-{}", level(&bench), std::process::id());
+    let mut options = MqttOptions::new(client_id, spec.host.clone(), spec.port);
+    options.set_keep_alive(Duration::from_secs(15));
+    options.set_max_packet_size(1 << 20, 1 << 20);
+    options.set_last_will(LastWill::new(
+        topics.bench_status(),
+        "offline",
+        QoS::AtLeastOnce,
+        true,
+    ));
+    if let Some(user) = &spec.user {
+        options.set_credentials(user.clone(), spec.password.clone().unwrap_or_default());
+    }
+    let (client, mut eventloop) = AsyncClient::new(options, 256);
+    let mut connected = false;
+    let mut backoff = BACKOFF_FIRST;
+    let mut said_down: Option<String> = None;
+    // A message the client's queue could not take yet.
+    let mut waiting: Vec<Outgoing> = Vec::new();
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            polled = eventloop.poll() => match polled {
+                Ok(MqttEvent::Incoming(Packet::ConnAck(_))) => {
+                    connected = true;
+                    backoff = BACKOFF_FIRST;
+                    if said_down.take().is_some() {
+                        tracing::warn!("MQTT: connected to {}:{} again", spec.host, spec.port);
+                    }
+                    let _ = client.try_publish(topics.bench_status(), QoS::AtLeastOnce, true, "online");
+                }
+                Ok(MqttEvent::Outgoing(rumqttc::Outgoing::Disconnect)) if stopping => return,
+                Ok(_) => {}
+                Err(e) => {
+                    connected = false;
+                    if stopping {
+                        return;
+                    }
+                    let why = e.to_string();
+                    if said_down.as_ref() != Some(&why) {
+                        tracing::warn!(
+                            "MQTT: no broker at {}:{} ({why}); events wait (texts, progress and stats are dropped past {} MiB), retrying",
+                            spec.host,
+                            spec.port,
+                            QUEUE_BYTES >> 20
+                        );
+                        said_down = Some(why);
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            },
+            event = events.recv(), if connected && waiting.is_empty() && !stopping => {
+                let Some(event) = event else {
+                    stopping = true;
+                    let _ = client.try_publish(topics.bench_status(), QoS::AtLeastOnce, true, "offline");
+                    let _ = client.try_disconnect();
+                    continue;
+                };
+                let stopped = matches!(event.kind, EventKind::Stopped { .. });
+                waiting = topics.messages(&event, Instant::now());
+                if stopped {
+                    waiting.push(Outgoing {
+                        topic: topics.bench_status(),
+                        payload: b"offline".to_vec(),
+                        retain: true,
+                    });
+                }
+            }
+        }
+        // Hand what waits to the client as its queue takes it.
+        while let Some(m) = waiting.first() {
+            if client
+                .try_publish(m.topic.clone(), QoS::AtLeastOnce, m.retain, m.payload.clone())
+                .is_err()
+            {
+                break;
+            }
+            waiting.remove(0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_addresses() {
+        let s = MqttSpec::parse("mqtt://broker.lab:1884").unwrap();
+        assert_eq!((s.host.as_str(), s.port, s.user), ("broker.lab", 1884, None));
+        let s = MqttSpec::parse("mqtt://bench:s3cret@10.0.0.5").unwrap();
+        assert_eq!((s.host.as_str(), s.port), ("10.0.0.5", 1883));
+        assert_eq!(
+            (s.user.as_deref(), s.password.as_deref()),
+            (Some("bench"), Some("s3cret"))
+        );
+        let s = MqttSpec::parse("mqtt://[::1]:1883").unwrap();
+        assert_eq!(s.host, "::1");
+        assert!(
+            MqttSpec::parse("mqtts://x")
+                .unwrap_err()
+                .0
+                .contains("not supported yet")
+        );
+        assert!(
+            MqttSpec::parse("http://x")
+                .unwrap_err()
+                .0
+                .contains("unknown scheme")
+        );
+        assert!(
+            MqttSpec::parse("mqtt://x:port")
+                .unwrap_err()
+                .0
+                .contains("not a port number")
+        );
+    }
+
+    #[test]
+    fn topics_escape_wildcards_and_sample_progress() {
+        let mut t = Topics::new("lab 1");
+        let now = Instant::now();
+        let text = Event::now(EventKind::Text {
+            conn: 1,
+            device: "10.0.0.2#2".into(),
+            direction: crate::engine::Direction::In,
+            text: "temp 21".into(),
+            raw: None,
+        });
+        let m = t.messages(&text, now);
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].topic, "benchlink/lab 1/10.0.0.2%232/text");
+        let json: serde_json::Value = serde_json::from_slice(&m[0].payload).unwrap();
+        assert_eq!(json["text"], "temp 21");
+        let progress = |bytes| {
+            Event::now(EventKind::FileProgress {
+                conn: 1,
+                device: "cam".into(),
+                name: "a.jpg".into(),
+                bytes,
+            })
+        };
+        assert_eq!(t.messages(&progress(1), now).len(), 1);
+        assert!(
+            t.messages(&progress(2), now + Duration::from_millis(100))
+                .is_empty()
+        );
+        assert_eq!(
+            t.messages(&progress(3), now + Duration::from_millis(600)).len(),
+            1
+        );
+        assert_eq!(t.sampled_out, 1);
+        let connected = Event::now(EventKind::Connected {
+            conn: 1,
+            device: "cam".into(),
+            peer: "x".into(),
+            protocol: "frames".into(),
+        });
+        let m = t.messages(&connected, now);
+        assert_eq!(m[1].topic, "benchlink/lab 1/cam/status");
+        assert!(m[1].retain);
+        assert_eq!(m[1].payload, b"online");
+    }
+}

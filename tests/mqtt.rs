@@ -1,0 +1,286 @@
+//! Events to a real MQTT broker: Debian's mosquitto, started by the test on a
+//! free port with a config of its own, and mosquitto_sub as the dashboard.
+//! Needs mosquitto and mosquitto-clients: a loud skip locally, a failure under
+//! CI=true.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+use common::dev::Dev;
+use common::{Console, WAIT, require_tool};
+use serde_json::{Value, json};
+
+struct Broker {
+    exe: PathBuf,
+    config: PathBuf,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Broker {
+    fn start(exe: &Path, dir: &Path) -> Broker {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = dir.join("mosquitto.conf");
+        let store = dir.join("store");
+        std::fs::create_dir_all(&store).unwrap();
+        std::fs::write(
+            &config,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n",
+                store.display()
+            ),
+        )
+        .unwrap();
+        let mut b = Broker {
+            exe: exe.to_path_buf(),
+            config,
+            port,
+            child: None,
+        };
+        b.up();
+        b
+    }
+
+    fn up(&mut self) {
+        let child = Command::new(&self.exe)
+            .arg("-c")
+            .arg(&self.config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + WAIT;
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "mosquitto did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM: mosquitto saves its sessions and stops.
+    fn down(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let _ = child.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// mosquitto_sub on `benchlink/#`, QoS 1, a persistent session: (topic, retained, payload).
+struct Subscriber {
+    child: Child,
+    rx: Receiver<(String, bool, String)>,
+}
+
+impl Subscriber {
+    fn start(exe: &Path, port: u16, id: &str) -> Subscriber {
+        let mut child = Command::new(exe)
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-t",
+                "benchlink/#",
+                "-q",
+                "1",
+            ])
+            .args(["-i", id, "-c", "-F", "%t\t%r\t%p"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let mut parts = line.splitn(3, '\t');
+                let (Some(t), Some(r), Some(p)) = (parts.next(), parts.next(), parts.next()) else {
+                    continue;
+                };
+                if tx.send((t.to_string(), r == "1", p.to_string())).is_err() {
+                    return;
+                }
+            }
+        });
+        // Give it a moment to subscribe.
+        std::thread::sleep(Duration::from_millis(300));
+        Subscriber { child, rx }
+    }
+
+    /// The next message on `topic` matching `pred`.
+    fn wait(
+        &self,
+        topic: &str,
+        pred: impl Fn(&str) -> bool,
+        seen: &mut Vec<(String, bool, String)>,
+    ) -> String {
+        self.wait_retained(topic, pred, seen).1
+    }
+
+    /// Like `wait`, with whether the broker kept it (retained).
+    fn wait_retained(
+        &self,
+        topic: &str,
+        pred: impl Fn(&str) -> bool,
+        seen: &mut Vec<(String, bool, String)>,
+    ) -> (bool, String) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        if let Some(i) = seen.iter().position(|(t, _, p)| t == topic && pred(p)) {
+            let (_, r, p) = seen.remove(i);
+            return (r, p);
+        }
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok((t, r, p)) if t == topic && pred(&p) => return (r, p),
+                Ok(other) => seen.push(other),
+                Err(_) => panic!("nothing on {topic} within 20 s; seen: {seen:#?}"),
+            }
+        }
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tools() -> Option<(PathBuf, PathBuf)> {
+    Some((require_tool("mosquitto")?, require_tool("mosquitto_sub")?))
+}
+
+#[test]
+fn a_session_is_published_with_its_topics_and_payloads() {
+    let Some((mosquitto, sub)) = tools() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&mosquitto, dir.path());
+    let s = Subscriber::start(&sub, broker.port, "dash-1");
+    let mut seen = Vec::new();
+    let mut c = Console::start(&["--mqtt", &broker.url(), "--bench", "lab-1"]);
+    assert_eq!(
+        s.wait("benchlink/lab-1/status", |p| p == "online", &mut seen),
+        "online"
+    );
+
+    let mut board = TcpStream::connect(c.addr()).unwrap();
+    std::io::Write::write_all(&mut board, b"temp 21.5\n").unwrap();
+    c.wait_event("text", &[("text", json!("temp 21.5"))]);
+    let text: Value =
+        serde_json::from_str(&s.wait("benchlink/lab-1/127.0.0.1/text", |_| true, &mut seen)).unwrap();
+    assert_eq!(
+        (text["event"].as_str(), text["text"].as_str()),
+        (Some("text"), Some("temp 21.5"))
+    );
+    s.wait("benchlink/lab-1/127.0.0.1/status", |p| p == "online", &mut seen);
+
+    let mut cam = Dev::connect(c.addr());
+    cam.hello("cam-1", &[]);
+    let ack = cam.upload(1, "shot.jpg", &[7u8; 5000]);
+    assert_eq!(ack.status, benchlink::protocol::frames::AckStatus::Saved);
+    let saved: Value = serde_json::from_str(&s.wait(
+        "benchlink/lab-1/cam-1/file",
+        |p| p.contains("\"file_saved\""),
+        &mut seen,
+    ))
+    .unwrap();
+    assert_eq!(
+        (saved["name"].as_str(), saved["size"].as_u64()),
+        (Some("shot.jpg"), Some(5000))
+    );
+    assert!(
+        saved["path"].as_str().unwrap().ends_with("cam-1/shot.jpg"),
+        "metadata, never the bytes"
+    );
+
+    drop(board);
+    let gone: Value = serde_json::from_str(&s.wait(
+        "benchlink/lab-1/127.0.0.1/connection",
+        |p| p.contains("\"disconnected\""),
+        &mut seen,
+    ))
+    .unwrap();
+    assert_eq!(gone["device"], "127.0.0.1");
+    s.wait("benchlink/lab-1/127.0.0.1/status", |p| p == "offline", &mut seen);
+
+    // The console stops: its bench goes offline.
+    c.send("/quit");
+    s.wait("benchlink/lab-1/status", |p| p == "offline", &mut seen);
+    // A dashboard that subscribes later finds the statuses kept (retained).
+    let late = Subscriber::start(&sub, broker.port, "dash-late");
+    let mut seen = Vec::new();
+    assert_eq!(
+        late.wait_retained("benchlink/lab-1/status", |_| true, &mut seen),
+        (true, "offline".into())
+    );
+    assert_eq!(
+        late.wait_retained("benchlink/lab-1/cam-1/status", |_| true, &mut seen),
+        (true, "offline".into())
+    );
+}
+
+#[test]
+fn a_broker_restart_loses_nothing_the_console_did_not_count() {
+    let Some((mosquitto, sub)) = tools() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Broker::start(&mosquitto, dir.path());
+    let s = Subscriber::start(&sub, broker.port, "dash-2");
+    let mut seen = Vec::new();
+    let mut c = Console::start(&["--mqtt", &broker.url(), "--bench", "lab-2"]);
+    s.wait("benchlink/lab-2/status", |p| p == "online", &mut seen);
+    let mut board = TcpStream::connect(c.addr()).unwrap();
+    std::io::Write::write_all(&mut board, b"before\n").unwrap();
+    s.wait(
+        "benchlink/lab-2/127.0.0.1/text",
+        |p| p.contains("before"),
+        &mut seen,
+    );
+    drop(s);
+
+    broker.down();
+    for i in 0..20 {
+        std::io::Write::write_all(&mut board, format!("during outage {i}\n").as_bytes()).unwrap();
+    }
+    c.wait_event("text", &[("text", json!("during outage 19"))]);
+    std::thread::sleep(Duration::from_millis(500));
+    let restarted = Instant::now();
+    broker.up();
+    let s = Subscriber::start(&sub, broker.port, "dash-2");
+    for i in 0..20 {
+        let want = format!("during outage {i}\"");
+        s.wait("benchlink/lab-2/127.0.0.1/text", |p| p.contains(&want), &mut seen);
+    }
+    eprintln!(
+        "all 20 texts of the outage arrived {:?} after the broker restarted",
+        restarted.elapsed()
+    );
+    assert!(
+        !seen.iter().any(|(t, _, _)| t == "benchlink/lab-2/dropped"),
+        "nothing was dropped: {seen:#?}"
+    );
+}
