@@ -42,6 +42,11 @@ pub struct Cli {
     #[arg(long, value_name = "URL")]
     pub mqtt: Option<String>,
 
+    /// Take command lines from the broker (benchlink/BENCH/cmd and
+    /// benchlink/BENCH/DEVICE/cmd): whoever can publish there commands the boards.
+    #[arg(long)]
+    pub mqtt_commands: bool,
+
     /// This bench's name in MQTT topics [default: the host name].
     #[arg(long, value_name = "NAME")]
     pub bench: Option<String>,

@@ -130,6 +130,8 @@ pub struct Settings {
     pub mqtt: Option<crate::mqtt::MqttSpec>,
     /// This bench's name in MQTT topics (`--bench`, `[mqtt] bench`, the host name).
     pub bench: String,
+    /// Take commands from the broker (`--mqtt-commands`, `[mqtt] commands`).
+    pub mqtt_commands: bool,
     /// Serial ports to open (`--serial`, `[[serial]]`).
     pub serial: Vec<SerialSpec>,
     /// Devices to connect to (`--connect`, `[[connect]]`).
@@ -250,6 +252,7 @@ impl Settings {
                 .clone()
                 .or(file.mqtt.bench.clone())
                 .unwrap_or_else(host_name),
+            mqtt_commands: cli.mqtt_commands || file.mqtt.commands.unwrap_or(false),
             aliases: file.aliases,
             token,
             max_frame: max_frame as usize,
@@ -287,6 +290,7 @@ impl Settings {
 struct MqttTable {
     url: Option<String>,
     bench: Option<String>,
+    commands: Option<bool>,
 }
 
 /// This machine's name: the default bench name in MQTT topics.

@@ -37,15 +37,19 @@ fn main() -> ExitCode {
     init_tracing(full_screen);
     let format = if cli.json { Format::Json } else { Format::Human };
     with_runtime(|| async move {
-        let mqtt = settings.mqtt.clone().map(|spec| (spec, settings.bench.clone()));
+        let mqtt = settings
+            .mqtt
+            .clone()
+            .map(|spec| (spec, settings.bench.clone(), settings.mqtt_commands));
         let mut engine = match Engine::bind(settings).await {
             Ok(engine) => engine,
             Err(e) => return fail(&e.to_string()),
         };
         // The broker is one more consumer of the events, with a queue of its own.
-        let publisher = mqtt.map(|(spec, bench)| {
+        let publisher = mqtt.map(|(spec, bench, take_commands)| {
             let events = engine.subscribe(benchlink::mqtt::QUEUE_BYTES);
-            tokio::spawn(benchlink::mqtt::run(spec, bench, events))
+            let commands = take_commands.then(|| engine.command_sender());
+            tokio::spawn(benchlink::mqtt::run(spec, bench, events, commands))
         });
         let code = if full_screen {
             match benchlink::tui::run(engine, theme).await {

@@ -93,6 +93,33 @@ pub fn level(name: &str) -> String {
         .replace('#', "%23")
 }
 
+/// The name a topic level stands for (the reverse of [`level`]).
+pub fn unlevel(level: &str) -> String {
+    level
+        .replace("%23", "#")
+        .replace("%2B", "+")
+        .replace("%2F", "/")
+        .replace("%25", "%")
+}
+
+/// A command published to a `cmd` topic: a plain line, or
+/// `{"line": "...", "id": "..."}` whose reply carries the same `id`.
+pub fn parse_command(payload: &[u8]) -> Option<(String, Option<String>)> {
+    let text = std::str::from_utf8(payload).ok()?.trim();
+    if text.starts_with('{')
+        && let Ok(v) = serde_json::from_str::<serde_json::Value>(text)
+    {
+        let line = v.get("line")?.as_str()?.to_string();
+        let id = v.get("id").and_then(|i| match i {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Null => None,
+            other => Some(other.to_string()),
+        });
+        return Some((line, id));
+    }
+    (!text.is_empty()).then(|| (text.to_string(), None))
+}
+
 /// The device an event is about, and its kind in the topic.
 pub fn topic_parts(kind: &EventKind) -> (Option<&str>, &'static str) {
     match kind {
@@ -217,8 +244,20 @@ pub enum BrokerState {
     Down(String),
 }
 
-/// Publishes events until the engine stops.
-pub async fn run(spec: MqttSpec, bench: String, mut events: EventReceiver) {
+/// A command taken from the broker: where its reply goes, with the id it came with.
+struct Pending {
+    reply_topic: String,
+    id: Option<String>,
+}
+
+/// Publishes events until the engine stops; with `commands`, also takes command
+/// lines from `benchlink/<bench>/cmd` and `benchlink/<bench>/<device>/cmd`.
+pub async fn run(
+    spec: MqttSpec,
+    bench: String,
+    mut events: EventReceiver,
+    commands: Option<tokio::sync::mpsc::Sender<crate::engine::Command>>,
+) {
     let mut topics = Topics::new(&bench);
     let client_id = format!("benchlink-{}-{}", level(&bench), std::process::id());
     let mut options = MqttOptions::new(client_id, spec.host.clone(), spec.port);
@@ -240,6 +279,10 @@ pub async fn run(spec: MqttSpec, bench: String, mut events: EventReceiver) {
     // A message the client's queue could not take yet.
     let mut waiting: Vec<Outgoing> = Vec::new();
     let mut stopping = false;
+    let mut pending: HashMap<String, Pending> = HashMap::new();
+    let mut next_tag = 0u64;
+    let bench_level = level(&bench);
+    let cmd_prefix = format!("benchlink/{bench_level}/");
     loop {
         tokio::select! {
             polled = eventloop.poll() => match polled {
@@ -250,6 +293,32 @@ pub async fn run(spec: MqttSpec, bench: String, mut events: EventReceiver) {
                         tracing::warn!("MQTT: connected to {}:{} again", spec.host, spec.port);
                     }
                     let _ = client.try_publish(topics.bench_status(), QoS::AtLeastOnce, true, "online");
+                    if commands.is_some() {
+                        let _ = client.try_subscribe(format!("{cmd_prefix}cmd"), QoS::AtLeastOnce);
+                        let _ = client.try_subscribe(format!("{cmd_prefix}+/cmd"), QoS::AtLeastOnce);
+                    }
+                }
+                Ok(MqttEvent::Incoming(Packet::Publish(publish))) => {
+                    let Some(commands) = &commands else { continue };
+                    let Some(rest) = publish.topic.strip_prefix(&cmd_prefix) else { continue };
+                    let device = match rest.strip_suffix("/cmd") {
+                        Some(d) if !d.contains('/') => Some(unlevel(d)),
+                        _ if rest == "cmd" => None,
+                        _ => continue,
+                    };
+                    let Some((line, id)) = parse_command(&publish.payload) else { continue };
+                    next_tag += 1;
+                    let tag = format!("mqtt-{next_tag}");
+                    let reply_topic = match &device {
+                        Some(d) => format!("{cmd_prefix}{}/reply", level(d)),
+                        None => format!("{cmd_prefix}reply"),
+                    };
+                    if pending.len() > 1024 {
+                        pending.clear();
+                    }
+                    pending.insert(tag.clone(), Pending { reply_topic, id });
+                    let command = crate::engine::Command::Remote { line, device, tag };
+                    let _ = commands.try_send(command);
                 }
                 Ok(MqttEvent::Outgoing(rumqttc::Outgoing::Disconnect)) if stopping => return,
                 Ok(_) => {}
@@ -280,7 +349,25 @@ pub async fn run(spec: MqttSpec, bench: String, mut events: EventReceiver) {
                     continue;
                 };
                 let stopped = matches!(event.kind, EventKind::Stopped { .. });
-                waiting = topics.messages(&event, Instant::now());
+                // The reply to a command from the broker goes back where it came from.
+                let remote = match &event.kind {
+                    EventKind::Reply { id: Some(tag), .. } => pending.remove(tag),
+                    _ => None,
+                };
+                waiting = match remote {
+                    Some(Pending { reply_topic, id }) => {
+                        let mut event = event;
+                        if let EventKind::Reply { id: reply_id, .. } = &mut event.kind {
+                            *reply_id = id;
+                        }
+                        vec![Outgoing {
+                            topic: reply_topic,
+                            payload: crate::headless::json(&event).into_bytes(),
+                            retain: false,
+                        }]
+                    }
+                    None => topics.messages(&event, Instant::now()),
+                };
                 if stopped {
                     waiting.push(Outgoing {
                         topic: topics.bench_status(),
@@ -337,6 +424,21 @@ mod tests {
                 .0
                 .contains("not a port number")
         );
+    }
+
+    #[test]
+    fn commands_are_lines_or_json_with_an_id() {
+        assert_eq!(parse_command(b"status\n"), Some(("status".into(), None)));
+        assert_eq!(
+            parse_command(br#"{"line": "/list", "id": "job-7"}"#),
+            Some(("/list".into(), Some("job-7".into())))
+        );
+        assert_eq!(
+            parse_command(br#"{"line": "x", "id": 42}"#),
+            Some(("x".into(), Some("42".into())))
+        );
+        assert_eq!(parse_command(b"  "), None);
+        assert_eq!(unlevel(&level("10.0.0.2#2/x+y%")), "10.0.0.2#2/x+y%");
     }
 
     #[test]

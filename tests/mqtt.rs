@@ -284,3 +284,96 @@ fn a_broker_restart_loses_nothing_the_console_did_not_count() {
         "nothing was dropped: {seen:#?}"
     );
 }
+
+fn publish(pubexe: &Path, port: u16, topic: &str, payload: &str) {
+    let out = Command::new(pubexe)
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-q",
+            "1",
+            "-t",
+            topic,
+            "-m",
+            payload,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn a_command_published_reaches_its_device_and_the_reply_comes_back() {
+    let Some((mosquitto, sub)) = tools() else { return };
+    let Some(pubexe) = require_tool("mosquitto_pub") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&mosquitto, dir.path());
+    let s = Subscriber::start(&sub, broker.port, "dash-3");
+    let mut seen = Vec::new();
+    let mut c = Console::start(&["--mqtt", &broker.url(), "--bench", "lab-3", "--mqtt-commands"]);
+    s.wait("benchlink/lab-3/status", |p| p == "online", &mut seen);
+    let mut board = TcpStream::connect(c.addr()).unwrap();
+    std::io::Write::write_all(&mut board, b"ready\n").unwrap();
+    s.wait("benchlink/lab-3/127.0.0.1/status", |p| p == "online", &mut seen);
+
+    publish(
+        &pubexe,
+        broker.port,
+        "benchlink/lab-3/127.0.0.1/cmd",
+        r#"{"line": "led on", "id": "job-1"}"#,
+    );
+    board.set_read_timeout(Some(WAIT)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 64];
+    while !got.ends_with(b"led on\r\n") {
+        let n = std::io::Read::read(&mut board, &mut buf).expect("the command reaches the board");
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    let reply: Value =
+        serde_json::from_str(&s.wait("benchlink/lab-3/127.0.0.1/reply", |_| true, &mut seen)).unwrap();
+    assert_eq!(
+        (reply["ok"].as_bool(), reply["id"].as_str()),
+        (Some(true), Some("job-1")),
+        "{reply}"
+    );
+
+    publish(&pubexe, broker.port, "benchlink/lab-3/cmd", "/list");
+    let list: Value =
+        serde_json::from_str(&s.wait("benchlink/lab-3/reply", |p| p.contains("/list"), &mut seen)).unwrap();
+    assert_eq!(list["devices"][0]["device"], "127.0.0.1", "{list}");
+    // /quit is not taken from the broker.
+    publish(&pubexe, broker.port, "benchlink/lab-3/cmd", "/quit");
+    let refused: Value =
+        serde_json::from_str(&s.wait("benchlink/lab-3/reply", |p| p.contains("/quit"), &mut seen)).unwrap();
+    assert_eq!(refused["ok"], false);
+    c.wait_event("reply", &[("command", json!("/quit"))]);
+}
+
+#[test]
+fn without_mqtt_commands_the_cmd_topics_are_not_heard() {
+    let Some((mosquitto, sub)) = tools() else { return };
+    let Some(pubexe) = require_tool("mosquitto_pub") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&mosquitto, dir.path());
+    let s = Subscriber::start(&sub, broker.port, "dash-4");
+    let mut seen = Vec::new();
+    let c = Console::start(&["--mqtt", &broker.url(), "--bench", "lab-4"]);
+    s.wait("benchlink/lab-4/status", |p| p == "online", &mut seen);
+    let mut board = TcpStream::connect(c.addr()).unwrap();
+    std::io::Write::write_all(&mut board, b"ready\n").unwrap();
+    s.wait("benchlink/lab-4/127.0.0.1/status", |p| p == "online", &mut seen);
+    publish(&pubexe, broker.port, "benchlink/lab-4/127.0.0.1/cmd", "reset");
+    board.set_read_timeout(Some(Duration::from_millis(800))).unwrap();
+    let mut buf = [0u8; 64];
+    assert!(
+        std::io::Read::read(&mut board, &mut buf).is_err(),
+        "nothing reached the board"
+    );
+}

@@ -193,6 +193,9 @@ pub enum EventKind {
         text: String,
         #[serde(skip_serializing_if = "Option::is_none")]
         devices: Option<Vec<DeviceInfo>>,
+        /// Set for a command that came with one (over MQTT): which it answers.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
     },
     /// Byte counters of every connected device, once a second while they change:
     /// front ends derive rates from these.

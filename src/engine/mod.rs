@@ -41,6 +41,14 @@ pub enum Command {
     Shutdown(String),
     /// Make this connection the target of plain text, quietly (the TUI's selection).
     Select(Option<ConnId>),
+    /// A line from elsewhere (an MQTT `cmd` topic): plain text goes to `device`
+    /// when given (the operator's own target is untouched), and the reply
+    /// carries `tag`.
+    Remote {
+        line: String,
+        device: Option<String>,
+        tag: String,
+    },
 }
 
 /// Why the engine could not start, said so the user knows what to do.
@@ -200,6 +208,9 @@ pub struct Engine {
     settings: Settings,
     /// Other consumers of the events (the MQTT publisher), each with its queue.
     taps: Vec<event_queue::EventSender>,
+    /// The command queue, made early so other producers (MQTT) can hold it.
+    command_tx: mpsc::Sender<Command>,
+    command_rx: mpsc::Receiver<Command>,
     listeners: Vec<listener::Bound>,
     /// Held while the console runs: one console per received folder.
     _lock: std::fs::File,
@@ -260,9 +271,12 @@ impl Engine {
         for spec in &settings.listen {
             listeners.push(listener::bind(spec).await?);
         }
+        let (command_tx, command_rx) = mpsc::channel(64);
         Ok(Engine {
             settings,
             taps: Vec::new(),
+            command_tx,
+            command_rx,
             listeners,
             _lock: lock,
         })
@@ -270,6 +284,11 @@ impl Engine {
 
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// Another producer of commands (besides the front end): MQTT's `cmd` topics.
+    pub fn command_sender(&self) -> mpsc::Sender<Command> {
+        self.command_tx.clone()
     }
 
     /// Another consumer of every event (besides the front end), with a queue of
@@ -296,7 +315,7 @@ impl Engine {
             .min(fd_limit.saturating_sub(FD_RESERVE + FD_NEW_CONNECTIONS).max(1));
         let limit = Arc::new(Semaphore::new(max_connections));
         let (event_tx, event_rx) = event_queue::channel(self.settings.event_queue);
-        let (command_tx, command_rx) = mpsc::channel(64);
+        let (command_tx, command_rx) = (self.command_tx, self.command_rx);
         let own_commands = command_tx.clone();
         let dir = std::fs::canonicalize(&self.settings.dir).unwrap_or_else(|_| self.settings.dir.clone());
         let (journal, journal_thread) = Journal::start(
@@ -485,6 +504,13 @@ struct CommandHandler {
     commands: mpsc::Sender<Command>,
     /// Where `/serial` and `/connect` links run, so a stop waits for them.
     tracker: TaskTracker,
+    /// The remote command being handled (its device and reply tag).
+    remote: Option<Remote>,
+}
+
+struct Remote {
+    device: Option<String>,
+    tag: String,
 }
 
 /// One `/every`: a line sent to one connection at a fixed period.
@@ -517,6 +543,7 @@ impl CommandHandler {
     fn new(shared: Arc<Shared>, commands: mpsc::Sender<Command>, tracker: TaskTracker) -> Self {
         Self {
             tracker,
+            remote: None,
             shared,
             target: None,
             repeats: Vec::new(),
@@ -750,6 +777,17 @@ impl CommandHandler {
                     if self.line(&line).await {
                         return "the operator typed /quit".into();
                     }
+                }
+                Some(Command::Remote { line, device, tag }) => {
+                    let quits = matches!(console::parse(&line), Ok(Request::Quit));
+                    self.remote = Some(Remote { device, tag });
+                    if quits {
+                        let said = "/quit is not taken over MQTT: stop the console where it runs".to_string();
+                        self.reply(line.trim(), false, said, None).await;
+                    } else {
+                        self.line(&line).await;
+                    }
+                    self.remote = None;
                 }
                 Some(Command::Shutdown(reason)) => return reason,
                 None => return "the front end closed".into(),
@@ -1019,6 +1057,12 @@ impl CommandHandler {
     /// The device plain text goes to: the chosen one, else the only one connected.
     fn resolve_target(&self) -> Result<(ConnId, String, mpsc::Sender<SessionCommand>), String> {
         let registry = self.shared.registry();
+        if let Some(name) = self.remote.as_ref().and_then(|r| r.device.as_ref()) {
+            return match registry.find(name) {
+                Some(d) => Ok((d.conn, d.name.clone(), d.commands.clone())),
+                None => Err(format!("no device called {name:?}; {}", describe_live(&registry))),
+            };
+        }
         if let Some((conn, name)) = &self.target {
             let back = || registry.live().find(|d| &d.name == name);
             return match registry.get(*conn).or_else(back) {
@@ -1055,6 +1099,7 @@ impl CommandHandler {
                 ok,
                 text,
                 devices,
+                id: self.remote.as_ref().map(|r| r.tag.clone()),
             })
             .await;
     }

@@ -308,6 +308,7 @@ impl Session {
                     ok: true,
                     text: said,
                     devices: None,
+                    id: None,
                 })
                 .await;
         }

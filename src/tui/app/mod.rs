@@ -163,6 +163,7 @@ impl App {
                 ok,
                 text,
                 devices,
+                ..
             } => {
                 if *ok
                     && command.to_ascii_lowercase().starts_with("/to ")

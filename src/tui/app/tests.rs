@@ -113,6 +113,7 @@ fn reply(
             ok,
             text: text.into(),
             devices,
+            id: None,
         },
     ))
 }

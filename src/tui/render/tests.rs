@@ -373,6 +373,7 @@ fn list_reply_overlay() {
             ok: true,
             text: list_reply(),
             devices: None,
+            id: None,
         },
     ));
     assert!(app.overlay.is_some());
