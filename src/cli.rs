@@ -138,6 +138,9 @@ pub enum Subcommand {
     /// Emulate a UART-to-Wi-Fi bridge with a small buffer and stalls, between a
     /// device and the console (console-to-device bytes are just passed on).
     Bridge(crate::device::bridge::BridgeArgs),
+    /// Watch every bench through an MQTT broker: the console on the events their
+    /// consoles publish (--mqtt), and commands back (their --mqtt-commands).
+    Watch(crate::watch::WatchArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

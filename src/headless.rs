@@ -20,7 +20,12 @@ pub enum Format {
 
 /// Runs the engine with this front end until it stops.
 pub async fn run(engine: Engine, format: Format) {
-    let handle = engine.start();
+    run_handle(engine.start(), format).await;
+}
+
+/// Headless on any source of events and sink of commands (a local engine, or
+/// `benchlink watch`).
+pub async fn run_handle(handle: crate::engine::EngineHandle, format: Format) {
     let commands = handle.commands.clone();
     spawn_stdin_reader(commands.clone());
     tokio::spawn(forward_signals(commands.clone()));

@@ -17,3 +17,4 @@ pub mod mqtt;
 pub mod protocol;
 pub mod text;
 pub mod tui;
+pub mod watch;

@@ -13,12 +13,28 @@ use benchlink::tui::theme::Theme;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Subcommand::Watch(args)) = cli.command.clone() {
+        let full_screen = !args.no_tui && std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
+        init_tracing(full_screen);
+        let mut theme = match Theme::load(
+            cli.theme.as_deref().unwrap_or("default"),
+            user_themes_dir().as_deref(),
+        ) {
+            Ok(t) => t,
+            Err(e) => return fail(&e.to_string()),
+        };
+        if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
+            theme = theme.without_colors();
+        }
+        return with_runtime(|| async move { benchlink::watch::run(args, theme).await });
+    }
     if let Some(command) = cli.command.clone() {
         return with_runtime(|| async move {
             match command {
                 Subcommand::Send(args) => benchlink::device::send::run(args).await,
                 Subcommand::Device(args) => benchlink::device::simulator::run(args).await,
                 Subcommand::Bridge(args) => benchlink::device::bridge::run(args).await,
+                Subcommand::Watch(_) => ExitCode::SUCCESS,
             }
         });
     }

@@ -377,3 +377,56 @@ fn without_mqtt_commands_the_cmd_topics_are_not_heard() {
         "nothing reached the board"
     );
 }
+
+/// Two consoles as two benches feed one `benchlink watch --no-tui --json`:
+/// both benches' devices appear as bench/device with their own numbers, and a
+/// line typed into the watcher reaches the device on its bench.
+#[test]
+fn one_watcher_sees_two_benches_and_commands_one_of_them() {
+    let Some((mosquitto, _)) = tools() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&mosquitto, dir.path());
+    let url = broker.url();
+    let mut watcher = Console::spawn_watch(&url);
+    let mut a = Console::start(&["--mqtt", &url, "--bench", "north", "--mqtt-commands"]);
+    let mut b = Console::start(&["--mqtt", &url, "--bench", "south", "--mqtt-commands"]);
+    let mut board_a = TcpStream::connect(a.addr()).unwrap();
+    let mut board_b = TcpStream::connect(b.addr()).unwrap();
+    std::io::Write::write_all(&mut board_a, b"north says hi\n").unwrap();
+    std::io::Write::write_all(&mut board_b, b"south says hi\n").unwrap();
+    a.wait_event("text", &[("text", json!("north says hi"))]);
+    b.wait_event("text", &[("text", json!("south says hi"))]);
+    let ta = watcher.wait_event_within(
+        "text",
+        &[("device", json!("north/127.0.0.1"))],
+        Duration::from_secs(20),
+    );
+    let tb = watcher.wait_event_within(
+        "text",
+        &[("device", json!("south/127.0.0.1"))],
+        Duration::from_secs(20),
+    );
+    assert_eq!(
+        (ta["text"].as_str(), tb["text"].as_str()),
+        (Some("north says hi"), Some("south says hi"))
+    );
+    assert_ne!(ta["conn"], tb["conn"], "numbers kept apart across benches");
+
+    let chosen = watcher.command("/to north/127.0.0.1");
+    assert_eq!(chosen["ok"], true, "{chosen}");
+    watcher.send("blink 3");
+    board_a.set_read_timeout(Some(WAIT)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 64];
+    while !got.ends_with(b"blink 3\r\n") {
+        let n =
+            std::io::Read::read(&mut board_a, &mut buf).expect("the watcher's line reaches the north board");
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    let reply = watcher.wait_for(
+        |e| e["event"] == "reply" && e["command"] == "blink 3",
+        Duration::from_secs(20),
+    );
+    assert_eq!(reply["ok"], true, "{reply}");
+}

@@ -2,14 +2,15 @@
 //! interface: names and fields here are documented in docs/usage.md.
 
 use chrono::{DateTime, Local, SecondsFormat};
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A connection's number, unique for the console's lifetime.
 pub type ConnId = u64;
 
-#[derive(Debug, Clone, Serialize)]
+/// Events also read back from JSON: `benchlink watch` takes them from a broker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Event {
-    #[serde(serialize_with = "rfc3339")]
+    #[serde(serialize_with = "rfc3339", deserialize_with = "from_rfc3339")]
     pub ts: DateTime<Local>,
     #[serde(flatten)]
     pub kind: EventKind,
@@ -28,7 +29,14 @@ fn rfc3339<S: Serializer>(ts: &DateTime<Local>, s: S) -> Result<S::Ok, S::Error>
     s.serialize_str(&ts.to_rfc3339_opts(SecondsFormat::Millis, false))
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+fn from_rfc3339<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Local>, D::Error> {
+    let text = String::deserialize(d)?;
+    DateTime::parse_from_rfc3339(&text)
+        .map(|t| t.with_timezone(&Local))
+        .map_err(serde::de::Error::custom)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     /// Device to console.
@@ -37,7 +45,7 @@ pub enum Direction {
     Out,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeviceInfo {
     pub conn: ConnId,
     pub device: String,
@@ -51,14 +59,14 @@ pub struct DeviceInfo {
     pub eol: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnCounters {
     pub conn: ConnId,
     pub bytes_in: u64,
     pub bytes_out: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum EventKind {
     Listening {

@@ -59,7 +59,17 @@ pub fn history_path() -> Option<PathBuf> {
 pub async fn run(engine: Engine, theme: Theme) -> io::Result<()> {
     let lan = lan_addresses();
     let macros = macro_keys(&engine.settings().macros);
-    let handle = engine.start();
+    run_handle(engine.start(), theme, lan, macros).await
+}
+
+/// The TUI on any source of events and sink of commands: a local engine, or
+/// `benchlink watch` on a broker.
+pub async fn run_handle(
+    handle: EngineHandle,
+    theme: Theme,
+    lan: Vec<String>,
+    macros: Vec<(String, String)>,
+) -> io::Result<()> {
     let mut terminal = ratatui::try_init()?;
     install_panic_hook();
     let _ = execute!(io::stdout(), EnableMouseCapture, EnableBracketedPaste);

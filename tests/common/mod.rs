@@ -56,6 +56,12 @@ impl Console {
         Self::spawn(args, true, None, None)
     }
 
+    /// `benchlink watch URL --no-tui --json`, as a console of its own: its events
+    /// read the same way, its stdin the prompt.
+    pub fn spawn_watch(url: &str) -> Console {
+        Self::spawn(&["--watch-url", url], true, None, None)
+    }
+
     /// Like [`Console::start`], run from `cwd` (for relative paths).
     pub fn start_in(cwd: &Path, args: &[&str]) -> Console {
         Self::spawn(args, true, Some(cwd), None)
@@ -79,17 +85,33 @@ impl Console {
         if json {
             full.push("--json".into());
         }
-        let listeners = args.iter().filter(|a| **a == "--listen").count().max(1);
-        if !has_flag(args, "--listen") {
+        // `benchlink watch URL`: no listener, no folder of its own.
+        let watch = args.first() == Some(&"--watch-url");
+        if watch {
+            full = vec![
+                "watch".into(),
+                args[1].to_string(),
+                "--no-tui".into(),
+                "--json".into(),
+            ];
+        }
+        let listeners = if watch {
+            1
+        } else {
+            args.iter().filter(|a| **a == "--listen").count().max(1)
+        };
+        if !watch && !has_flag(args, "--listen") {
             full.extend(["--listen".into(), "127.0.0.1:0".into()]);
         }
         let mut dir_tmp = None;
-        if !has_flag(args, "--dir") {
+        if !watch && !has_flag(args, "--dir") {
             let t = tempfile::tempdir().unwrap();
             full.extend(["--dir".into(), t.path().display().to_string()]);
             dir_tmp = Some(t);
         }
-        full.extend(args.iter().map(|s| s.to_string()));
+        if !watch {
+            full.extend(args.iter().map(|s| s.to_string()));
+        }
         let mut cmd = Command::new(bin());
         if let Some(cwd) = cwd {
             cmd.current_dir(cwd);
@@ -180,7 +202,10 @@ impl Console {
         for _ in 0..listeners {
             if json {
                 let ev = console.wait_for(|e| e["event"] == "listening", WAIT);
-                console.addrs.push(ev["addr"].as_str().unwrap().parse().unwrap());
+                // A watcher's "listening" names its broker, not a socket address.
+                if let Ok(addr) = ev["addr"].as_str().unwrap_or_default().parse() {
+                    console.addrs.push(addr);
+                }
                 console.dir = PathBuf::from(ev["dir"].as_str().unwrap());
             } else {
                 let ev = console.wait_for(|e| e.as_str().is_some_and(|l| l.contains(" listening on ")), WAIT);
