@@ -47,6 +47,10 @@ pub struct Cli {
     #[arg(long)]
     pub mqtt_commands: bool,
 
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics: Option<String>,
+
     /// This bench's name in MQTT topics [default: the host name].
     #[arg(long, value_name = "NAME")]
     pub bench: Option<String>,

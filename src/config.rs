@@ -132,6 +132,8 @@ pub struct Settings {
     pub bench: String,
     /// Take commands from the broker (`--mqtt-commands`, `[mqtt] commands`).
     pub mqtt_commands: bool,
+    /// Where Prometheus metrics are served (`--metrics`, `metrics = "..."`).
+    pub metrics: Option<String>,
     /// Serial ports to open (`--serial`, `[[serial]]`).
     pub serial: Vec<SerialSpec>,
     /// Devices to connect to (`--connect`, `[[connect]]`).
@@ -253,6 +255,7 @@ impl Settings {
                 .or(file.mqtt.bench.clone())
                 .unwrap_or_else(host_name),
             mqtt_commands: cli.mqtt_commands || file.mqtt.commands.unwrap_or(false),
+            metrics: cli.metrics.clone().or(file.metrics),
             aliases: file.aliases,
             token,
             max_frame: max_frame as usize,
@@ -349,6 +352,7 @@ struct FileConfig {
     macros: std::collections::BTreeMap<String, String>,
     carve: Option<bool>,
     mqtt: MqttTable,
+    metrics: Option<String>,
     serial: Vec<SerialSpec>,
     connect: Vec<ConnectSpec>,
 }
@@ -397,6 +401,7 @@ struct RawFileConfig {
     carve: Option<bool>,
     #[serde(default)]
     mqtt: MqttTable,
+    metrics: Option<String>,
     #[serde(default)]
     serial: Vec<SerialTable>,
     #[serde(default)]
@@ -542,6 +547,7 @@ impl FileConfig {
             },
             carve: raw.carve,
             mqtt: raw.mqtt,
+            metrics: raw.metrics,
             serial: raw
                 .serial
                 .into_iter()

@@ -13,6 +13,7 @@ pub mod device;
 pub mod engine;
 pub mod headless;
 pub mod link_spec;
+pub mod metrics;
 pub mod mqtt;
 pub mod protocol;
 pub mod text;

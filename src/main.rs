@@ -57,9 +57,18 @@ fn main() -> ExitCode {
             .mqtt
             .clone()
             .map(|spec| (spec, settings.bench.clone(), settings.mqtt_commands));
+        let metrics_at = settings.metrics.clone();
         let mut engine = match Engine::bind(settings).await {
             Ok(engine) => engine,
             Err(e) => return fail(&e.to_string()),
+        };
+        let metrics = match metrics_at.as_deref().map(benchlink::metrics::bind) {
+            Some(Ok(server)) => {
+                let events = engine.subscribe(benchlink::metrics::QUEUE_BYTES);
+                Some(tokio::spawn(benchlink::metrics::run(server, events)))
+            }
+            Some(Err(e)) => return fail(&e),
+            None => None,
         };
         // The broker is one more consumer of the events, with a queue of its own.
         let publisher = mqtt.map(|(spec, bench, take_commands)| {
@@ -82,6 +91,9 @@ fn main() -> ExitCode {
         // A moment for the last events and the bench's "offline" to reach the broker.
         if let Some(publisher) = publisher {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(2), publisher).await;
+        }
+        if let Some(metrics) = metrics {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), metrics).await;
         }
         code
     })

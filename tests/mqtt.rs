@@ -430,3 +430,76 @@ fn one_watcher_sees_two_benches_and_commands_one_of_them() {
     );
     assert_eq!(reply["ok"], true, "{reply}");
 }
+
+/// `--metrics`: a scrape after a session shows what happened.
+#[test]
+fn metrics_are_served_and_count_the_session() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let at = format!("127.0.0.1:{port}");
+    let mut c = Console::start(&["--metrics", &at]);
+    let mut board = TcpStream::connect(c.addr()).unwrap();
+    std::io::Write::write_all(&mut board, b"hello\n").unwrap();
+    let mut cam = Dev::connect(c.addr());
+    cam.hello("cam-9", &[]);
+    cam.upload(1, "a.bin", &[1u8; 3000]);
+    c.wait_event("file_saved", &[]);
+    drop(board);
+    c.wait_event("disconnected", &[]);
+    let scrape = || {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        std::io::Write::write_all(&mut s, b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut s, &mut text).unwrap();
+        text
+    };
+    let value = |text: &str, name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+    };
+    // Byte counts follow the once-a-second stats.
+    let bytes_in = |text: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with("benchlink_bytes_in_total"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let deadline = Instant::now() + WAIT;
+    let text = loop {
+        let text = scrape();
+        let done = text.contains("benchlink_files_saved_total 1") && bytes_in(&text) >= 3000.0;
+        if done || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(text.starts_with("HTTP/1.") && text.contains("200"), "{text}");
+    assert_eq!(value(&text, "benchlink_files_saved_total"), 1.0);
+    assert_eq!(value(&text, "benchlink_file_bytes_saved_total"), 3000.0);
+    assert_eq!(
+        value(
+            &text,
+            "benchlink_devices_connected{protocol=\"frames\",link=\"net\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            "benchlink_devices_connected{protocol=\"lines\",link=\"net\"}"
+        ),
+        0.0
+    );
+    assert!(value(&text, "benchlink_bytes_in_total") >= 3000.0);
+    assert!(
+        text.contains("benchlink_device_bytes_in_total{device=\"cam-9\"}"),
+        "{text}"
+    );
+}
