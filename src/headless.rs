@@ -310,6 +310,7 @@ pub fn human(event: &Event) -> Option<String> {
         ),
         EventKind::LinkClosed { device, .. } => format!("{}: closed (no more retries)", safe(device)),
         EventKind::Error { message } => format!("error: {}", safe(message)),
+        EventKind::Broker { state, detail } => format!("mqtt: {} ({})", safe(state), safe(detail)),
         EventKind::Reply {
             ok: true, command, ..
         } if !command.starts_with('/') => return None,

@@ -74,7 +74,8 @@ fn main() -> ExitCode {
         let publisher = mqtt.map(|(spec, bench, take_commands)| {
             let events = engine.subscribe(benchlink::mqtt::QUEUE_BYTES);
             let commands = take_commands.then(|| engine.command_sender());
-            tokio::spawn(benchlink::mqtt::run(spec, bench, events, commands))
+            let front_end = Some(engine.front_end_events());
+            tokio::spawn(benchlink::mqtt::run(spec, bench, events, commands, front_end))
         });
         let code = if full_screen {
             match benchlink::tui::run(engine, theme).await {

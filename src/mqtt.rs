@@ -144,6 +144,7 @@ pub fn topic_parts(kind: &EventKind) -> (Option<&str>, &'static str) {
         EventKind::Stats { .. } => (None, "stats"),
         EventKind::Dropped { .. } => (None, "dropped"),
         EventKind::Stopped { .. } => (None, "stopped"),
+        EventKind::Broker { .. } => (None, "broker"),
     }
 }
 
@@ -172,6 +173,9 @@ pub struct Topics {
     last_stats: Option<Instant>,
     /// Events left out by sampling (progress, stats), for the metrics.
     pub sampled_out: u64,
+    /// Devices whose retained status is not `offline`: set offline when the
+    /// console stops, whatever happened to their own events.
+    online: std::collections::HashSet<String>,
 }
 
 impl Topics {
@@ -181,6 +185,7 @@ impl Topics {
             last_progress: HashMap::new(),
             last_stats: None,
             sampled_out: 0,
+            online: std::collections::HashSet::new(),
         }
     }
 
@@ -231,6 +236,20 @@ impl Topics {
                 payload: status.as_bytes().to_vec(),
                 retain: true,
             });
+            if status == "offline" {
+                self.online.remove(&base);
+            } else {
+                self.online.insert(base.clone());
+            }
+        }
+        if matches!(event.kind, EventKind::Stopped { .. }) {
+            for base in self.online.drain() {
+                out.push(Outgoing {
+                    topic: format!("{base}/status"),
+                    payload: b"offline".to_vec(),
+                    retain: true,
+                });
+            }
         }
         out
     }
@@ -257,7 +276,16 @@ pub async fn run(
     bench: String,
     mut events: EventReceiver,
     commands: Option<tokio::sync::mpsc::Sender<crate::engine::Command>>,
+    front_end: Option<crate::engine::event_queue::EventSender>,
 ) {
+    let tell = |state: &str, detail: String| {
+        if let Some(f) = &front_end {
+            f.send(Event::now(EventKind::Broker {
+                state: state.into(),
+                detail,
+            }));
+        }
+    };
     let mut topics = Topics::new(&bench);
     let client_id = format!("benchlink-{}-{}", level(&bench), std::process::id());
     let mut options = MqttOptions::new(client_id, spec.host.clone(), spec.port);
@@ -279,6 +307,7 @@ pub async fn run(
     // A message the client's queue could not take yet.
     let mut waiting: Vec<Outgoing> = Vec::new();
     let mut stopping = false;
+    let mut disconnecting = false;
     let mut pending: HashMap<String, Pending> = HashMap::new();
     let mut next_tag = 0u64;
     let bench_level = level(&bench);
@@ -292,6 +321,7 @@ pub async fn run(
                     if said_down.take().is_some() {
                         tracing::warn!("MQTT: connected to {}:{} again", spec.host, spec.port);
                     }
+                    tell("connected", format!("{}:{} as bench {bench}", spec.host, spec.port));
                     let _ = client.try_publish(topics.bench_status(), QoS::AtLeastOnce, true, "online");
                     if commands.is_some() {
                         let _ = client.try_subscribe(format!("{cmd_prefix}cmd"), QoS::AtLeastOnce);
@@ -329,6 +359,7 @@ pub async fn run(
                     }
                     let why = e.to_string();
                     if said_down.as_ref() != Some(&why) {
+                        tell("down", format!("{}:{}: {why}; events wait, retrying", spec.host, spec.port));
                         tracing::warn!(
                             "MQTT: no broker at {}:{} ({why}); events wait (texts, progress and stats are dropped past {} MiB), retrying",
                             spec.host,
@@ -343,9 +374,13 @@ pub async fn run(
             },
             event = events.recv(), if connected && waiting.is_empty() && !stopping => {
                 let Some(event) = event else {
+                    // The bench goes offline once everything before it is handed over.
                     stopping = true;
-                    let _ = client.try_publish(topics.bench_status(), QoS::AtLeastOnce, true, "offline");
-                    let _ = client.try_disconnect();
+                    waiting.push(Outgoing {
+                        topic: topics.bench_status(),
+                        payload: b"offline".to_vec(),
+                        retain: true,
+                    });
                     continue;
                 };
                 let stopped = matches!(event.kind, EventKind::Stopped { .. });
@@ -386,6 +421,9 @@ pub async fn run(
                 break;
             }
             waiting.remove(0);
+        }
+        if stopping && waiting.is_empty() && !disconnecting {
+            disconnecting = client.try_disconnect().is_ok();
         }
     }
 }

@@ -683,6 +683,7 @@ void bl_connected(bl_dev *d, uint32_t now)
 {
     d->now = d->heard = now;
     d->rx_len = d->tx_len = d->tx_off = 0;
+    d->ack_pending = 0; /* an answer for the old connection: the console asks again */
     d->link = L_PROBE;
     d->probe_wait = 0;
     bl_poll(d, now);
@@ -692,6 +693,7 @@ void bl_disconnected(bl_dev *d)
 {
     d->link = L_DOWN;
     d->tx_len = d->tx_off = 0;
+    d->ack_pending = 0;
 }
 
 void bl_poll(bl_dev *d, uint32_t now)
@@ -704,7 +706,7 @@ void bl_poll(bl_dev *d, uint32_t now)
     }
     if (d->link == L_DOWN || d->tx_len)
         return;
-    if (d->ack_pending) {
+    if (d->ack_pending && d->link == L_READY) {
         file_ack(d, d->ack_id, d->ack_status, d->ack_value, 0, 0);
         if (d->ack_pending)
             return;

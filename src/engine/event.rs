@@ -217,6 +217,11 @@ pub enum EventKind {
         events: u64,
         bytes: u64,
     },
+    /// The MQTT broker link (`--mqtt`): `connected`, or `down` with why.
+    Broker {
+        state: String,
+        detail: String,
+    },
     /// The engine has stopped; front ends exit after this.
     Stopped {
         reason: String,

@@ -211,6 +211,10 @@ pub struct Engine {
     /// The command queue, made early so other producers (MQTT) can hold it.
     command_tx: mpsc::Sender<Command>,
     command_rx: mpsc::Receiver<Command>,
+    /// The front end's event queue, made early so the MQTT publisher can tell
+    /// the front end how its broker link is.
+    event_tx: event_queue::EventSender,
+    event_rx: EventReceiver,
     listeners: Vec<listener::Bound>,
     /// Held while the console runs: one console per received folder.
     _lock: std::fs::File,
@@ -272,11 +276,14 @@ impl Engine {
             listeners.push(listener::bind(spec).await?);
         }
         let (command_tx, command_rx) = mpsc::channel(64);
+        let (event_tx, event_rx) = event_queue::channel(settings.event_queue);
         Ok(Engine {
             settings,
             taps: Vec::new(),
             command_tx,
             command_rx,
+            event_tx,
+            event_rx,
             listeners,
             _lock: lock,
         })
@@ -284,6 +291,11 @@ impl Engine {
 
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// Events for the front end from outside the engine (the broker link's state).
+    pub fn front_end_events(&self) -> event_queue::EventSender {
+        self.event_tx.clone()
     }
 
     /// Another producer of commands (besides the front end): MQTT's `cmd` topics.
@@ -314,7 +326,7 @@ impl Engine {
             .max_connections
             .min(fd_limit.saturating_sub(FD_RESERVE + FD_NEW_CONNECTIONS).max(1));
         let limit = Arc::new(Semaphore::new(max_connections));
-        let (event_tx, event_rx) = event_queue::channel(self.settings.event_queue);
+        let (event_tx, event_rx) = (self.event_tx, self.event_rx);
         let (command_tx, command_rx) = (self.command_tx, self.command_rx);
         let own_commands = command_tx.clone();
         let dir = std::fs::canonicalize(&self.settings.dir).unwrap_or_else(|_| self.settings.dir.clone());

@@ -29,6 +29,7 @@ static FILE *out;
 static char dir[512], name[128], path[700];
 static int outcome = -1;
 static long drop_at = -1;
+static int drop_now;
 static bl_dev dev;
 
 static void sleep_ms(long ms) {
@@ -73,9 +74,10 @@ static int file_write(void *ctx, uint32_t offset, const uint8_t *p, size_t n) {
     if (fwrite(p, 1, n, out) != n) return 1;
     fflush(out);
     if (drop_at >= 0 && (long)(offset + n) >= drop_at && sock >= 0) {
-        /* The adapter is pulled: the link is gone mid-file. */
+        /* The adapter is pulled: the link is gone mid-file, and what the socket
+         * still holds is lost with it (the main loop closes it at once). */
         drop_at = -1;
-        shutdown(sock, SHUT_RDWR);
+        drop_now = 1;
         printf("DROPPED at %lu\n", (unsigned long)(offset + n));
         fflush(stdout);
     }
@@ -171,6 +173,13 @@ int main(int argc, char **argv) {
                 continue;
             }
             bl_feed(&dev, buf, (size_t)r, now_ms());
+            if (drop_now) {
+                drop_now = 0;
+                close(sock);
+                sock = -1;
+                bl_disconnected(&dev);
+                continue;
+            }
         }
         bl_poll(&dev, now_ms());
     }

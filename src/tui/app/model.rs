@@ -213,6 +213,8 @@ pub struct Model {
     /// Bytes counted since the last tick, per connection.
     pending: HashMap<ConnId, u64>,
     pub stopped: Option<String>,
+    /// The MQTT broker link, when there is one: connected, and what it says.
+    pub broker: Option<(bool, String)>,
 }
 
 impl Model {
@@ -239,6 +241,7 @@ impl Model {
             history_device: HashMap::new(),
             pending: HashMap::new(),
             stopped: None,
+            broker: None,
         }
     }
 
@@ -708,6 +711,19 @@ impl Model {
                         *self.pending.entry(c.conn).or_default() += delta;
                     }
                 }
+            }
+            EventKind::Broker { state, detail } => {
+                let up = state == "connected";
+                if !up {
+                    self.log(
+                        ts,
+                        None,
+                        "mqtt",
+                        EntryKind::Error,
+                        format!("broker {state}: {detail}"),
+                    );
+                }
+                self.broker = Some((up, detail));
             }
             EventKind::Stopped { reason } => {
                 self.stopped = Some(reason);

@@ -41,6 +41,13 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             theme.fg(theme.incoming),
         ),
     ];
+    let mut second = second;
+    // The broker link, when events are published (--mqtt).
+    match &app.model.broker {
+        Some((true, _)) => second.push(Span::styled("  mqtt ok", theme.fg(theme.system))),
+        Some((false, _)) => second.push(Span::styled("  mqtt down", theme.fg(theme.error))),
+        None => {}
+    }
     frame.render_widget(Paragraph::new(vec![Line::from(first), Line::from(second)]), area);
 }
 

@@ -1087,3 +1087,27 @@ fn an_outgoing_transfer_is_marked_and_ends() {
     let text = screen_text(&render(&app, 80, 24, &Theme::default_theme()));
     assert!(text.contains("sent app.bin (39.06 KiB, 3.0 s)"), "{text}");
 }
+
+/// With --mqtt, the header says whether the broker is reachable.
+#[test]
+fn the_header_shows_the_broker_link() {
+    let mut app = busy_console();
+    app.on_event(ev(
+        61,
+        EventKind::Broker {
+            state: "down".into(),
+            detail: "broker.lab:1883: connection refused; events wait, retrying".into(),
+        },
+    ));
+    let text = screen_text(&render(&app, 140, 42, &Theme::default_theme()));
+    assert!(text.lines().nth(1).unwrap().contains("mqtt down"), "{text}");
+    app.on_event(ev(
+        62,
+        EventKind::Broker {
+            state: "connected".into(),
+            detail: "broker.lab:1883 as bench bench-3".into(),
+        },
+    ));
+    let text = screen_text(&render(&app, 140, 42, &Theme::default_theme()));
+    assert!(text.lines().nth(1).unwrap().contains("mqtt ok"), "{text}");
+}
