@@ -37,8 +37,8 @@ pub struct Cli {
     #[arg(long, value_name = "PORT")]
     pub serial: Vec<String>,
 
-    /// Publish every event to an MQTT broker: mqtt://[USER[:PASS]@]HOST[:PORT]
-    /// (topics benchlink/BENCH/DEVICE/KIND; see docs/scale-out.md).
+    /// Publish every event to an MQTT broker: mqtt://[USER[:PASS]@]HOST[:PORT], or
+    /// mqtts:// for TLS (topics benchlink/BENCH/DEVICE/KIND; see docs/scale-out.md).
     #[arg(long, value_name = "URL")]
     pub mqtt: Option<String>,
 

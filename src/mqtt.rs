@@ -24,13 +24,15 @@ const STATS_EVERY: Duration = Duration::from_secs(1);
 const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
-/// `--mqtt mqtt://[USER[:PASS]@]HOST[:PORT]`.
+/// `--mqtt mqtt://[USER[:PASS]@]HOST[:PORT]` (or `mqtts://`, TLS).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MqttSpec {
     pub host: String,
     pub port: u16,
     pub user: Option<String>,
     pub password: Option<String>,
+    /// `mqtts://`: TLS, the broker's certificate checked against the system's roots.
+    pub tls: bool,
 }
 
 impl MqttSpec {
@@ -40,15 +42,11 @@ impl MqttSpec {
                 "bad broker address {text:?}: {why}; write mqtt://HOST[:PORT] or mqtt://USER:PASS@HOST[:PORT]"
             ))
         };
-        let rest = match text.split_once("://") {
-            Some(("mqtt", rest)) => rest,
-            Some(("mqtts", _)) => {
-                return Err(ConfigError(format!(
-                    "{text:?}: mqtts:// (TLS) is not supported yet; use mqtt:// on a trusted network, or a TLS tunnel such as stunnel to the broker"
-                )));
-            }
+        let (tls, rest) = match text.split_once("://") {
+            Some(("mqtt", rest)) => (false, rest),
+            Some(("mqtts", rest)) => (true, rest),
             Some((scheme, _)) => return Err(bad(&format!("unknown scheme {scheme:?}"))),
-            None => text,
+            None => (false, text),
         };
         let (login, hostport) = match rest.rsplit_once('@') {
             Some((login, hostport)) => (Some(login), hostport),
@@ -69,7 +67,7 @@ impl MqttSpec {
                     .map_err(|_| bad(&format!("{p:?} is not a port number")))?;
                 (h, port)
             }
-            _ => (hostport, 1883),
+            _ => (hostport, if tls { 8883 } else { 1883 }),
         };
         let host = host.trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() {
@@ -80,8 +78,48 @@ impl MqttSpec {
             port,
             user,
             password,
+            tls,
         })
     }
+
+    /// The client's options: credentials, keep-alive, and TLS for `mqtts://`.
+    pub fn options(&self, client_id: String) -> Result<MqttOptions, String> {
+        let mut options = MqttOptions::new(client_id, self.host.clone(), self.port);
+        options.set_keep_alive(Duration::from_secs(15));
+        options.set_max_packet_size(1 << 20, 1 << 20);
+        if let Some(user) = &self.user {
+            options.set_credentials(user.clone(), self.password.clone().unwrap_or_default());
+        }
+        if self.tls {
+            options.set_transport(rumqttc::Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(std::sync::Arc::new(tls_config()?)),
+            ));
+        }
+        Ok(options)
+    }
+}
+
+/// TLS with the system's root certificates (`SSL_CERT_FILE` and `SSL_CERT_DIR`
+/// are honoured, as by OpenSSL), ring for the cryptography.
+fn tls_config() -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    for cert in found.certs {
+        let _ = roots.add(cert);
+    }
+    if roots.is_empty() {
+        return Err(
+            "mqtts:// needs the system's root certificates and none were found; install ca-certificates, or point SSL_CERT_FILE at your broker's CA"
+                .into(),
+        );
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(config)
 }
 
 /// A topic level from a device or bench name: MQTT forbids `+` and `#` in
@@ -288,18 +326,20 @@ pub async fn run(
     };
     let mut topics = Topics::new(&bench);
     let client_id = format!("benchlink-{}-{}", level(&bench), std::process::id());
-    let mut options = MqttOptions::new(client_id, spec.host.clone(), spec.port);
-    options.set_keep_alive(Duration::from_secs(15));
-    options.set_max_packet_size(1 << 20, 1 << 20);
+    let mut options = match spec.options(client_id) {
+        Ok(options) => options,
+        Err(why) => {
+            tell("down", why.clone());
+            tracing::warn!("MQTT: {why}");
+            return;
+        }
+    };
     options.set_last_will(LastWill::new(
         topics.bench_status(),
         "offline",
         QoS::AtLeastOnce,
         true,
     ));
-    if let Some(user) = &spec.user {
-        options.set_credentials(user.clone(), spec.password.clone().unwrap_or_default());
-    }
     let (client, mut eventloop) = AsyncClient::new(options, 256);
     let mut connected = false;
     let mut backoff = BACKOFF_FIRST;

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use rumqttc::{AsyncClient, Event as MqttEvent, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event as MqttEvent, Packet, QoS};
 use tokio::sync::mpsc;
 
 use crate::console::{self, Request};
@@ -152,12 +152,16 @@ async fn bridge(
     mut commands: mpsc::Receiver<Command>,
 ) {
     let id = format!("benchlink-watch-{}", std::process::id());
-    let mut options = MqttOptions::new(id.clone(), spec.host.clone(), spec.port);
-    options.set_keep_alive(Duration::from_secs(15));
-    options.set_max_packet_size(1 << 20, 1 << 20);
-    if let Some(user) = &spec.user {
-        options.set_credentials(user.clone(), spec.password.clone().unwrap_or_default());
-    }
+    let options = match spec.options(id) {
+        Ok(options) => options,
+        Err(why) => {
+            events.send(Event::now(EventKind::Error { message: why }));
+            events.send(Event::now(EventKind::Stopped {
+                reason: "cannot reach the broker".into(),
+            }));
+            return;
+        }
+    };
     let (client, mut eventloop) = AsyncClient::new(options, 256);
     let filters: Vec<String> = if benches.is_empty() {
         vec!["benchlink/#".into()]

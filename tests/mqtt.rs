@@ -25,6 +25,11 @@ struct Broker {
 
 impl Broker {
     fn start(exe: &Path, dir: &Path) -> Broker {
+        Self::start_with(exe, dir, "")
+    }
+
+    /// With more lines of configuration (a TLS listener).
+    fn start_with(exe: &Path, dir: &Path, extra: &str) -> Broker {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -33,10 +38,15 @@ impl Broker {
         let config = dir.join("mosquitto.conf");
         let store = dir.join("store");
         std::fs::create_dir_all(&store).unwrap();
+        // Started as root, mosquitto drops to its own user: it must reach and
+        // write its store (the restart test relies on the saved sessions).
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o777)).unwrap();
         std::fs::write(
             &config,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n",
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n{extra}",
                 store.display()
             ),
         )
@@ -52,17 +62,22 @@ impl Broker {
     }
 
     fn up(&mut self) {
+        let log = self.config.with_extension("log");
         let child = Command::new(&self.exe)
             .arg("-c")
             .arg(&self.config)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
         self.child = Some(child);
         let deadline = Instant::now() + WAIT;
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "mosquitto did not listen");
+            assert!(
+                Instant::now() < deadline,
+                "mosquitto did not listen: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -502,4 +517,105 @@ fn metrics_are_served_and_count_the_session() {
         text.contains("benchlink_device_bytes_in_total{device=\"cam-9\"}"),
         "{text}"
     );
+}
+
+/// `mqtts://`: TLS to a broker whose certificate a CA of the test's own signs,
+/// trusted through SSL_CERT_FILE as an operator would with a private CA.
+#[test]
+fn mqtts_publishes_over_tls() {
+    let Some((mosquitto, sub)) = tools() else { return };
+    let Some(openssl) = require_tool("openssl") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = |args: &[&str]| {
+        let out = Command::new(&openssl).args(args).current_dir(d).output().unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=bench test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    std::fs::write(d.join("san.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+    // mosquitto started as root drops to its own user: it must be able to read these.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for f in ["ca.pem", "server.pem", "server.key"] {
+        std::fs::set_permissions(d.join(f), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let tls_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // A TLS listener beside the plain one (the subscriber stays on plain).
+    let extra = format!(
+        "listener {tls_port} 127.0.0.1\ncafile {0}/ca.pem\ncertfile {0}/server.pem\nkeyfile {0}/server.key\n",
+        d.display()
+    );
+    let broker = Broker::start_with(&mosquitto, d, &extra);
+    let plain_port = broker.port;
+    let s = Subscriber::start(&sub, plain_port, "dash-tls");
+    let mut seen = Vec::new();
+    let ca = d.join("ca.pem").display().to_string();
+    let url = format!("mqtts://localhost:{tls_port}");
+    let mut c = Console::start_env(&["--mqtt", &url, "--bench", "secure"], &[("SSL_CERT_FILE", &ca)]);
+    s.wait("benchlink/secure/status", |p| p == "online", &mut seen);
+    let mut board = TcpStream::connect(c.addr()).unwrap();
+    std::io::Write::write_all(&mut board, b"over tls\n").unwrap();
+    c.wait_event("text", &[("text", json!("over tls"))]);
+    s.wait(
+        "benchlink/secure/127.0.0.1/text",
+        |p| p.contains("over tls"),
+        &mut seen,
+    );
+    // An untrusted broker is refused: the same URL without the CA.
+    let mut untrusted = Console::start(&["--mqtt", &url, "--bench", "insecure"]);
+    let down = untrusted.wait_event_within("broker", &[("state", json!("down"))], Duration::from_secs(10));
+    assert!(down["detail"].as_str().is_some_and(|d| !d.is_empty()), "{down}");
 }

@@ -19,6 +19,11 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tempfile::TempDir;
 
+thread_local! {
+    /// Environment for the next console this thread spawns (see `start_env`).
+    static EXTRA_ENV: std::cell::RefCell<Vec<(String, String)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Default patience for one event.
 pub const WAIT: Duration = Duration::from_secs(5);
 /// Patience for a multi-MiB transfer (debug build, 2 cores, tests in parallel).
@@ -60,6 +65,15 @@ impl Console {
     /// read the same way, its stdin the prompt.
     pub fn spawn_watch(url: &str) -> Console {
         Self::spawn(&["--watch-url", url], true, None, None)
+    }
+
+    /// Like [`Console::start`], with more environment variables (SSL_CERT_FILE).
+    pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Console {
+        EXTRA_ENV
+            .with(|e| *e.borrow_mut() = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+        let c = Self::spawn(args, true, None, None);
+        EXTRA_ENV.with(|e| e.borrow_mut().clear());
+        c
     }
 
     /// Like [`Console::start`], run from `cwd` (for relative paths).
@@ -139,6 +153,7 @@ impl Console {
             .env("XDG_CONFIG_HOME", xdg.path().join("config"))
             .env("XDG_DATA_HOME", xdg.path().join("data"))
             .env_remove("RUST_LOG")
+            .envs(EXTRA_ENV.with(|e| e.borrow().clone()))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -732,6 +747,7 @@ pub fn require_tool(name: &str) -> Option<PathBuf> {
             "socat" => "apt-get install socat",
             "sz" | "rb" => "apt-get install lrzsz",
             "mosquitto" => "apt-get install mosquitto",
+            "openssl" => "apt-get install openssl",
             "mosquitto_sub" | "mosquitto_pub" => "apt-get install mosquitto-clients",
             "cc" => "apt-get install gcc",
             "arm-none-eabi-gcc" => "apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi",
