@@ -62,21 +62,27 @@ fn main() -> ExitCode {
             Ok(engine) => engine,
             Err(e) => return fail(&e.to_string()),
         };
-        let metrics = match metrics_at.as_deref().map(benchlink::metrics::bind) {
-            Some(Ok(server)) => {
-                let events = engine.subscribe(benchlink::metrics::QUEUE_BYTES);
-                Some(tokio::spawn(benchlink::metrics::run(server, events)))
-            }
-            Some(Err(e)) => return fail(&e),
-            None => None,
-        };
         // The broker is one more consumer of the events, with a queue of its own.
+        let mut broker_depth = None;
         let publisher = mqtt.map(|(spec, bench, take_commands)| {
             let events = engine.subscribe(benchlink::mqtt::QUEUE_BYTES);
+            broker_depth = Some(events.depth());
             let commands = take_commands.then(|| engine.command_sender());
             let front_end = Some(engine.front_end_events());
             tokio::spawn(benchlink::mqtt::run(spec, bench, events, commands, front_end))
         });
+        let metrics = match metrics_at.as_deref().map(benchlink::metrics::bind) {
+            Some(Ok(server)) => {
+                let events = engine.subscribe(benchlink::metrics::QUEUE_BYTES);
+                Some(tokio::spawn(benchlink::metrics::run(
+                    server,
+                    events,
+                    broker_depth,
+                )))
+            }
+            Some(Err(e)) => return fail(&e),
+            None => None,
+        };
         let code = if full_screen {
             match benchlink::tui::run(engine, theme).await {
                 Ok(()) => ExitCode::SUCCESS,

@@ -14,7 +14,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::engine::event_queue::EventReceiver;
+use crate::engine::event_queue::{EventReceiver, QueueDepth};
 use crate::engine::{ConnId, EventKind};
 
 /// Events waiting to be counted.
@@ -48,6 +48,7 @@ pub struct Metrics {
     dropped_events: Counter,
     dropped_bytes: Counter,
     errors: Counter,
+    broker_queue: Gauge,
     /// Per live connection: its device, protocol/link labels, and the byte
     /// counts already added (stats are cumulative per connection).
     conns: HashMap<ConnId, Conn>,
@@ -86,6 +87,7 @@ impl Metrics {
             dropped_events: Counter::default(),
             dropped_bytes: Counter::default(),
             errors: Counter::default(),
+            broker_queue: Gauge::default(),
             conns: HashMap::new(),
             gone: HashMap::new(),
             registry: Registry::default(),
@@ -136,6 +138,11 @@ impl Metrics {
             m.dropped_bytes.clone(),
         );
         registry.register("errors", "Error events", m.errors.clone());
+        registry.register(
+            "broker_queue_bytes",
+            "Bytes of events waiting for the MQTT broker (with --mqtt)",
+            m.broker_queue.clone(),
+        );
         Self { registry, ..m }
     }
 
@@ -251,8 +258,11 @@ impl Metrics {
         }
     }
 
-    pub fn text(&mut self, now: Instant) -> String {
+    pub fn text(&mut self, now: Instant, broker: Option<&QueueDepth>) -> String {
         self.forget_old(now);
+        if let Some(depth) = broker {
+            self.broker_queue.set(depth.bytes() as i64);
+        }
         let mut out = String::new();
         let _ = encode(&mut out, &self.registry);
         out
@@ -287,7 +297,7 @@ pub fn bind(addr: &str) -> Result<tiny_http::Server, String> {
 }
 
 /// Counts events and answers scrapes until the engine stops.
-pub async fn run(server: tiny_http::Server, mut events: EventReceiver) {
+pub async fn run(server: tiny_http::Server, mut events: EventReceiver, broker: Option<QueueDepth>) {
     let metrics = Arc::new(Mutex::new(Metrics::new()));
     let server = Arc::new(server);
     let serving = {
@@ -300,7 +310,7 @@ pub async fn run(server: tiny_http::Server, mut events: EventReceiver) {
                         let text = metrics
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
-                            .text(Instant::now());
+                            .text(Instant::now(), broker.as_ref());
                         (200, text)
                     } else {
                         (404, "benchlink serves /metrics\n".to_string())
@@ -387,7 +397,7 @@ mod tests {
             },
             t0,
         );
-        let text = m.text(t0);
+        let text = m.text(t0, None);
         assert_eq!(value(&text, "benchlink_bytes_in_total"), Some(1500.0), "{text}");
         assert_eq!(
             value(&text, "benchlink_device_bytes_in_total{device=\"cam\"}"),
@@ -407,7 +417,7 @@ mod tests {
             Some(1.0),
             "{text}"
         );
-        let later = m.text(t0 + DEVICE_SERIES_KEPT);
+        let later = m.text(t0 + DEVICE_SERIES_KEPT, None);
         assert!(!later.contains("device=\"cam\""), "{later}");
         assert_eq!(value(&later, "benchlink_bytes_in_total"), Some(1500.0));
     }

@@ -484,12 +484,8 @@ mod tests {
         );
         let s = MqttSpec::parse("mqtt://[::1]:1883").unwrap();
         assert_eq!(s.host, "::1");
-        assert!(
-            MqttSpec::parse("mqtts://x")
-                .unwrap_err()
-                .0
-                .contains("not supported yet")
-        );
+        let s = MqttSpec::parse("mqtts://broker.lab").unwrap();
+        assert_eq!((s.port, s.tls), (8883, true));
         assert!(
             MqttSpec::parse("http://x")
                 .unwrap_err()

@@ -517,6 +517,11 @@ fn metrics_are_served_and_count_the_session() {
         text.contains("benchlink_device_bytes_in_total{device=\"cam-9\"}"),
         "{text}"
     );
+    assert_eq!(
+        value(&text, "benchlink_broker_queue_bytes"),
+        0.0,
+        "no broker here"
+    );
 }
 
 /// `mqtts://`: TLS to a broker whose certificate a CA of the test's own signs,

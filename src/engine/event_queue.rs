@@ -38,6 +38,23 @@ pub struct EventReceiver {
     held: Option<Event>,
 }
 
+/// How full a queue is, readable from elsewhere (the metrics).
+#[derive(Clone)]
+pub struct QueueDepth(Arc<Counters>);
+
+impl QueueDepth {
+    /// Bytes of events waiting.
+    pub fn bytes(&self) -> usize {
+        self.0.queued.load(Ordering::Relaxed)
+    }
+}
+
+impl EventReceiver {
+    pub fn depth(&self) -> QueueDepth {
+        QueueDepth(self.counters.clone())
+    }
+}
+
 /// A queue of at most `cap` bytes of droppable events (plus the lifecycle headroom).
 pub fn channel(cap: usize) -> (EventSender, EventReceiver) {
     let (tx, rx) = mpsc::unbounded_channel();
