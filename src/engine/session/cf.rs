@@ -54,28 +54,9 @@ impl Session {
         }
         let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S%.3f");
         let name = format!("{stamp}.{}", observed.kind().extension());
-        if !self.shared.room_for_a_file() {
-            let e =
-                io::Error::other("the console is short of file descriptors (too many files open at once)");
-            return self.disk_failure(&name, &e, None, None).await;
-        }
-        self.make_room_for_part().await;
-        let part = match PartFile::create(self.folder.clone(), name.clone()).await {
-            Ok(part) => part.counted_in(&self.shared.open_files),
-            Err(e) => {
-                self.disk_failure(&name, &e, None, None).await;
-                return;
-            }
+        let Some(part) = self.start_file(&name, None).await else {
+            return;
         };
-        self.shared
-            .emit(EventKind::FileStarted {
-                conn: self.conn,
-                device: self.device.clone(),
-                name: name.clone(),
-                size: None,
-                resumed_from: None,
-            })
-            .await;
         self.cf_file = CfFile::Active(Box::new(Transfer::new(part, name, None, started)));
         for c in chunks {
             self.write_file(c).await;

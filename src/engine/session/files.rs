@@ -4,6 +4,36 @@
 use super::*;
 
 impl Session {
+    /// Starts a file that arrives on this session (cf, a carved image, YMODEM):
+    /// the descriptor check, room among the device's `.part` files, the `.part`
+    /// itself and `file_started`. None when it cannot be kept (said already).
+    pub(super) async fn start_file(&mut self, name: &str, size: Option<u64>) -> Option<PartFile> {
+        if !self.shared.room_for_a_file() {
+            let e =
+                io::Error::other("the console is short of file descriptors (too many files open at once)");
+            self.disk_failure(name, &e, None, size).await;
+            return None;
+        }
+        self.make_room_for_part().await;
+        let part = match PartFile::create(self.folder.clone(), name.to_string()).await {
+            Ok(part) => part.counted_in(&self.shared.open_files),
+            Err(e) => {
+                self.disk_failure(name, &e, None, size).await;
+                return None;
+            }
+        };
+        self.shared
+            .emit(EventKind::FileStarted {
+                conn: self.conn,
+                device: self.device.clone(),
+                name: name.to_string(),
+                size,
+                resumed_from: None,
+            })
+            .await;
+        Some(part)
+    }
+
     /// Gives a finished file its final name, records it in received.jsonl and emits
     /// `file_saved`. Returns the final path.
     pub(super) async fn record_saved(

@@ -91,25 +91,9 @@ impl Session {
     async fn begin_carved(&mut self, kind: ImageKind) {
         let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S%.3f");
         let name = format!("{stamp}.{}", kind.extension());
-        if !self.shared.room_for_a_file() {
-            let e =
-                io::Error::other("the console is short of file descriptors (too many files open at once)");
-            return self.disk_failure(&name, &e, None, None).await;
-        }
-        self.make_room_for_part().await;
-        let part = match PartFile::create(self.folder.clone(), name.clone()).await {
-            Ok(part) => part.counted_in(&self.shared.open_files),
-            Err(e) => return self.disk_failure(&name, &e, None, None).await,
+        let Some(part) = self.start_file(&name, None).await else {
+            return;
         };
-        self.shared
-            .emit(EventKind::FileStarted {
-                conn: self.conn,
-                device: self.device.clone(),
-                name: name.clone(),
-                size: None,
-                resumed_from: None,
-            })
-            .await;
         self.carved = Some(Box::new(Transfer::new(part, name, None, Instant::now())));
     }
 

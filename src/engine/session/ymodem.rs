@@ -166,20 +166,10 @@ impl Session {
             self.shared.emit(EventKind::Error { message }).await;
             return;
         }
-        self.make_room_for_part().await;
-        let part = match PartFile::create(self.folder.clone(), name.clone()).await {
-            Ok(part) => part.counted_in(&self.shared.open_files),
-            Err(e) => return self.disk_failure(&name, &e, None, size).await,
+        // Files run through the same checks and sink as every protocol's.
+        let Some(part) = self.start_file(&name, size).await else {
+            return;
         };
-        self.shared
-            .emit(EventKind::FileStarted {
-                conn: self.conn,
-                device: self.device.clone(),
-                name: name.clone(),
-                size,
-                resumed_from: None,
-            })
-            .await;
         if let Mode::YmodemRx(rx) = &mut self.mode {
             rx.file = Some(Transfer::new(part, name, size, Instant::now()));
         }
