@@ -24,6 +24,7 @@ from __future__ import annotations
 import binascii
 import os
 import socket
+import stat
 import struct
 import time
 import zlib
@@ -50,6 +51,8 @@ STATUS_NAMES = {
 RETRY_LATER = {2, 3, 7}
 #: A partial frame that gets no byte for this long is abandoned (protocol 1.1).
 PARTIAL_TIMEOUT = 0.25
+#: Pushed files are never opened through a link (O_NOFOLLOW where the OS has it).
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 #: Largest frame payload this module takes when it receives files (1 MiB + 12).
 PUSH_MAX_FRAME = (1 << 20) + 12
 #: First retry of an unanswered FILE_END or FILE_BEGIN+RESUME; then doubled.
@@ -301,10 +304,14 @@ class Device:
             if not callable(self.files):
                 os.makedirs(self.files, exist_ok=True)
                 part = os.path.join(self.files, name + ".part")
-                if flags & 1 and os.path.exists(part) and os.path.getsize(part) <= size:
-                    held = os.path.getsize(part)  # resume what an interrupted push left
+                # Never through a link: the folder may be shared.
+                st = os.lstat(part) if os.path.lexists(part) else None
+                if flags & 1 and st is not None and stat.S_ISREG(st.st_mode) and st.st_size <= size:
+                    held = st.st_size  # resume what an interrupted push left
                 else:
-                    open(part, "wb").close()
+                    if st is not None:
+                        os.remove(part)
+                    os.close(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644))
             else:
                 # The same file again after a reconnect: go on from what is held.
                 for old in self._incoming.values():
@@ -333,7 +340,8 @@ class Device:
             if f["held"] + len(fresh) > f["size"]:
                 return self._answer(file_id, SIZE_MISMATCH, f["held"], "more data than announced")
             if f["part"]:
-                with open(f["part"], "ab") as out:
+                fd = os.open(f["part"], os.O_WRONLY | os.O_APPEND | _NOFOLLOW)
+                with os.fdopen(fd, "ab") as out:
                     out.write(fresh)
             else:
                 f["data"] += fresh
@@ -352,7 +360,7 @@ class Device:
                 return self._answer(file_id, RESUME, f["held"], "missing data")
             del self._incoming[file_id]
             if f["part"]:
-                with open(f["part"], "rb") as part:
+                with os.fdopen(os.open(f["part"], os.O_RDONLY | _NOFOLLOW), "rb") as part:
                     data = part.read()
             else:
                 data = bytes(f["data"])
@@ -525,7 +533,7 @@ def _free_name(folder, name: str) -> str:
     path = os.path.join(folder, name)
     stem, ext = os.path.splitext(name)
     n = 2
-    while os.path.exists(path):
+    while os.path.lexists(path):
         path = os.path.join(folder, f"{stem} ({n}){ext}")
         n += 1
     return path

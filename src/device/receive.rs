@@ -1,11 +1,13 @@
 //! Files the console pushes to `benchlink device` (`/push`): saved into the
 //! device's folder by the protocol's pure receiving rules (the console's own),
 //! as `NAME.part` while they arrive, resumed from that `.part` after a
-//! reconnect, checked by CRC-32 before SAVED, and never overwriting.
+//! reconnect, checked by CRC-32 before SAVED, never overwriting, and never
+//! opened through a link (as the console's own sink).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use crate::engine::safe_fs;
 use crate::protocol::frames::{AckStatus, Message};
 use crate::protocol::receiving::{OnData, OnEnd, Receiving, judge};
 
@@ -86,10 +88,13 @@ impl Receiver {
         }
         let part = self.dir.join(format!("{name}.part"));
         // A resume continues the `.part` an interrupted push left.
-        let held = match tokio::fs::metadata(&part).await {
-            Ok(m) if resume && size.is_none_or(|s| m.len() <= s) => m.len(),
+        // Never through a link: the folder may be shared.
+        let held = match std::fs::symlink_metadata(&part) {
+            Ok(m) if m.is_file() && resume && size.is_none_or(|s| m.len() <= s) => m.len(),
             _ => {
-                if let Err(e) = tokio::fs::write(&part, b"").await {
+                let _ = std::fs::remove_file(&part);
+                let created = safe_fs::open(std::fs::OpenOptions::new().write(true).create_new(true), &part);
+                if let Err(e) = created {
                     return Reply {
                         ack: ack(file_id, AckStatus::Refused, 0, format!("cannot store it: {e}")),
                         said: None,
@@ -188,7 +193,7 @@ impl Receiver {
                 said: None,
             };
         };
-        let bytes = match tokio::fs::read(&f.part).await {
+        let bytes = match safe_fs::read(&f.part) {
             Ok(b) => b,
             Err(e) => {
                 return Reply {
@@ -234,16 +239,15 @@ impl Receiver {
 }
 
 async fn append(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use tokio::io::AsyncWriteExt;
-    let mut file = tokio::fs::OpenOptions::new().append(true).open(path).await?;
-    file.write_all(data).await?;
-    file.flush().await
+    use std::io::Write;
+    let mut file = safe_fs::open(std::fs::OpenOptions::new().append(true), path)?;
+    file.write_all(data)
 }
 
 /// `name`, or `name (2).ext`... : a saved file is never overwritten.
 async fn free_name(dir: &Path, name: &str) -> PathBuf {
     let first = dir.join(name);
-    if tokio::fs::metadata(&first).await.is_err() {
+    if tokio::fs::symlink_metadata(&first).await.is_err() {
         return first;
     }
     let (stem, ext) = match name.rsplit_once('.') {
@@ -252,9 +256,65 @@ async fn free_name(dir: &Path, name: &str) -> PathBuf {
     };
     for n in 2.. {
         let candidate = dir.join(format!("{stem} ({n}){ext}"));
-        if tokio::fs::metadata(&candidate).await.is_err() {
+        if tokio::fs::symlink_metadata(&candidate).await.is_err() {
             return candidate;
         }
     }
     first
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `.part` planted as a link to a file elsewhere is replaced, never
+    /// written through.
+    #[tokio::test]
+    async fn a_part_that_is_a_link_is_not_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside.txt");
+        std::fs::write(&outside, b"keep me").unwrap();
+        let files = dir.path().join("files");
+        std::fs::create_dir(&files).unwrap();
+        std::os::unix::fs::symlink(&outside, files.join("x.bin.part")).unwrap();
+        let mut r = Receiver::new(files.clone(), None);
+        let begin = Message::FileBegin {
+            file_id: 1,
+            size: Some(3),
+            name: "x.bin".into(),
+            resume: true,
+        };
+        let reply = r.on_message(&begin).await.unwrap();
+        assert!(
+            matches!(
+                reply.ack,
+                Some(Message::FileAck {
+                    status: AckStatus::Resume,
+                    value: 0,
+                    ..
+                })
+            ),
+            "starts from 0, not from the link's target"
+        );
+        let data = Message::FileData {
+            file_id: 1,
+            offset: 0,
+            data: bytes::Bytes::from_static(b"abc"),
+        };
+        r.on_message(&data).await.unwrap();
+        let end = Message::FileEnd {
+            file_id: 1,
+            crc32: crc32fast::hash(b"abc"),
+        };
+        let reply = r.on_message(&end).await.unwrap();
+        assert!(matches!(
+            reply.ack,
+            Some(Message::FileAck {
+                status: AckStatus::Saved,
+                ..
+            })
+        ));
+        assert_eq!(std::fs::read(&outside).unwrap(), b"keep me");
+        assert_eq!(std::fs::read(files.join("x.bin")).unwrap(), b"abc");
+    }
 }
