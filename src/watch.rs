@@ -82,8 +82,16 @@ struct Names {
     next: ConnId,
 }
 
+/// Connections remembered; past this (days of boards coming and going) the
+/// table starts again, and devices still there get new numbers.
+const NAMES_KEPT: usize = 100_000;
+
 impl Names {
     fn conn(&mut self, bench: &str, conn: ConnId) -> ConnId {
+        if self.conns.len() >= NAMES_KEPT && !self.conns.contains_key(&(bench.to_string(), conn)) {
+            self.conns.clear();
+            self.who.clear();
+        }
         let next = &mut self.next;
         *self.conns.entry((bench.to_string(), conn)).or_insert_with(|| {
             *next += 1;
