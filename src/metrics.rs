@@ -43,6 +43,8 @@ pub struct Metrics {
     bytes_saved: Counter,
     files_failed: Family<Labels, Counter>,
     resumes: Counter,
+    crc_errors: Counter,
+    rewinds: Counter,
     pushes: Family<Labels, Counter>,
     reconnects: Counter,
     dropped_events: Counter,
@@ -59,8 +61,16 @@ pub struct Metrics {
 struct Conn {
     device: String,
     kind: Labels,
+    counted: Totals,
+}
+
+/// A connection's cumulative counts, as `stats` and `disconnected` give them.
+#[derive(Debug, Default, Clone, Copy)]
+struct Totals {
     bytes_in: u64,
     bytes_out: u64,
+    crc_errors: u64,
+    rewinds: u64,
 }
 
 impl Default for Metrics {
@@ -82,6 +92,8 @@ impl Metrics {
             bytes_saved: Counter::default(),
             files_failed: Family::default(),
             resumes: Counter::default(),
+            crc_errors: Counter::default(),
+            rewinds: Counter::default(),
             pushes: Family::default(),
             reconnects: Counter::default(),
             dropped_events: Counter::default(),
@@ -120,6 +132,16 @@ impl Metrics {
             "resumes",
             "Transfers resumed from a kept .part",
             m.resumes.clone(),
+        );
+        registry.register(
+            "crc_errors",
+            "Frames or YMODEM blocks dropped for a bad CRC",
+            m.crc_errors.clone(),
+        );
+        registry.register(
+            "rewinds",
+            "Times a device was asked to go back and send again (a gap, or data missing at the end)",
+            m.rewinds.clone(),
         );
         registry.register("pushes", "Files sent to devices, by outcome", m.pushes.clone());
         registry.register(
@@ -168,23 +190,36 @@ impl Metrics {
                     Conn {
                         device: device.clone(),
                         kind,
-                        bytes_in: 0,
-                        bytes_out: 0,
+                        counted: Totals::default(),
                     },
                 );
             }
             EventKind::Stats { devices } => {
                 for c in devices {
-                    self.count_bytes(c.conn, c.bytes_in, c.bytes_out);
+                    let totals = Totals {
+                        bytes_in: c.bytes_in,
+                        bytes_out: c.bytes_out,
+                        crc_errors: c.crc_errors,
+                        rewinds: c.rewinds,
+                    };
+                    self.count(c.conn, totals);
                 }
             }
             EventKind::Disconnected {
                 conn,
                 bytes_in,
                 bytes_out,
+                crc_errors,
+                rewinds,
                 ..
             } => {
-                self.count_bytes(*conn, *bytes_in, *bytes_out);
+                let totals = Totals {
+                    bytes_in: *bytes_in,
+                    bytes_out: *bytes_out,
+                    crc_errors: *crc_errors,
+                    rewinds: *rewinds,
+                };
+                self.count(*conn, totals);
                 if let Some(c) = self.conns.remove(conn) {
                     self.connected.get_or_create(&c.kind).dec();
                     if !self.conns.values().any(|o| o.device == c.device) {
@@ -225,16 +260,25 @@ impl Metrics {
         self.forget_old(now);
     }
 
-    fn count_bytes(&mut self, conn: ConnId, bytes_in: u64, bytes_out: u64) {
+    /// Adds what a connection's totals grew by since they were last counted.
+    fn count(&mut self, conn: ConnId, now: Totals) {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
+        let was = c.counted;
+        let grew = |now: u64, was: u64| now.saturating_sub(was);
         let (din, dout) = (
-            bytes_in.saturating_sub(c.bytes_in),
-            bytes_out.saturating_sub(c.bytes_out),
+            grew(now.bytes_in, was.bytes_in),
+            grew(now.bytes_out, was.bytes_out),
         );
-        c.bytes_in = c.bytes_in.max(bytes_in);
-        c.bytes_out = c.bytes_out.max(bytes_out);
+        self.crc_errors.inc_by(grew(now.crc_errors, was.crc_errors));
+        self.rewinds.inc_by(grew(now.rewinds, was.rewinds));
+        c.counted = Totals {
+            bytes_in: was.bytes_in.max(now.bytes_in),
+            bytes_out: was.bytes_out.max(now.bytes_out),
+            crc_errors: was.crc_errors.max(now.crc_errors),
+            rewinds: was.rewinds.max(now.rewinds),
+        };
         let device = labels(&[("device", &c.device)]);
         self.bytes_in.inc_by(din);
         self.bytes_out.inc_by(dout);
@@ -373,6 +417,8 @@ mod tests {
                     conn: 1,
                     bytes_in: 1000,
                     bytes_out: 10,
+                    crc_errors: 3,
+                    rewinds: 1,
                 }],
             },
             t0,
@@ -384,6 +430,8 @@ mod tests {
                 reason: "x".into(),
                 bytes_in: 1500,
                 bytes_out: 12,
+                crc_errors: 5,
+                rewinds: 2,
             },
             t0,
         );
@@ -399,6 +447,9 @@ mod tests {
         );
         let text = m.text(t0, None);
         assert_eq!(value(&text, "benchlink_bytes_in_total"), Some(1500.0), "{text}");
+        // Cumulative per connection: counted once, up to the final figures.
+        assert_eq!(value(&text, "benchlink_crc_errors_total"), Some(5.0), "{text}");
+        assert_eq!(value(&text, "benchlink_rewinds_total"), Some(2.0), "{text}");
         assert_eq!(
             value(&text, "benchlink_device_bytes_in_total{device=\"cam\"}"),
             Some(1500.0),

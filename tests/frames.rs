@@ -20,7 +20,7 @@ use benchlink::protocol::frames::{
 use bytes::{Bytes, BytesMut};
 use common::dev::{Ack, Dev, as_ack, damaged, wire};
 use common::{Console, Rng, WAIT, WAIT_FILE, bmp, run_to_exit, walk};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// An auto listener whose auto delay never runs out during a test: a raw device that
 /// is slow to speak on a busy machine is never greeted as a silent cf device.
@@ -504,6 +504,14 @@ fn a_damaged_frame_gets_one_resume_per_gap_and_the_rewound_file_is_identical() {
     let ack = d.ack(WAIT);
     check_saved(&mut c, &ack, "gappy", &data);
     assert!(no_event(&mut c, "file_failed", Duration::from_millis(100)).is_none());
+    // Counted for the metrics: two damaged frames, two rewinds asked for.
+    drop(d);
+    let gone = c.wait_event("disconnected", &[("device", json!("gappy"))]);
+    assert_eq!(
+        (gone["crc_errors"].as_u64(), gone["rewinds"].as_u64()),
+        (Some(2), Some(2)),
+        "{gone}"
+    );
 }
 
 #[test]

@@ -624,3 +624,158 @@ fn mqtts_publishes_over_tls() {
     let down = untrusted.wait_event_within("broker", &[("state", json!("down"))], Duration::from_secs(10));
     assert!(down["detail"].as_str().is_some_and(|d| !d.is_empty()), "{down}");
 }
+
+#[test]
+fn an_mqtt5_command_is_answered_on_its_response_topic_with_its_correlation_data() {
+    let Some((mosquitto, sub)) = tools() else { return };
+    let Some(pubexe) = require_tool("mosquitto_pub") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&mosquitto, dir.path());
+    // An MQTT 5 requester listening on its own response topic.
+    let mut requester = Command::new(&sub)
+        .args(["-V", "5", "-h", "127.0.0.1", "-p", &broker.port.to_string()])
+        .args(["-t", "ci/job-9/answers", "-q", "1", "-F", "%t\t%D\t%p"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let answers = BufReader::new(requester.stdout.take().unwrap());
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for line in answers.lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut c = Console::start(&["--mqtt", &broker.url(), "--bench", "lab-5", "--mqtt-commands"]);
+    let up = c.wait_event("broker", &[("state", json!("connected"))]);
+    assert!(up["detail"].as_str().unwrap().contains("MQTT 5"), "{up}");
+    std::thread::sleep(Duration::from_millis(300));
+    let out = Command::new(&pubexe)
+        .args([
+            "-V",
+            "5",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &broker.port.to_string(),
+            "-q",
+            "1",
+        ])
+        .args(["-t", "benchlink/lab-5/cmd", "-m", "/list"])
+        .args(["-D", "publish", "response-topic", "ci/job-9/answers"])
+        .args(["-D", "publish", "correlation-data", "req-0042"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let line = rx
+        .recv_timeout(WAIT)
+        .expect("the reply reaches the response topic");
+    let mut parts = line.splitn(3, '\t');
+    assert_eq!(parts.next(), Some("ci/job-9/answers"), "{line}");
+    assert_eq!(
+        parts.next(),
+        Some("req-0042"),
+        "the correlation data comes back: {line}"
+    );
+    let reply: Value = serde_json::from_str(parts.next().unwrap()).unwrap();
+    assert_eq!(
+        (reply["event"].as_str(), reply["command"].as_str()),
+        (Some("reply"), Some("/list"))
+    );
+    let _ = requester.kill();
+    let _ = requester.wait();
+}
+
+/// A broker that speaks MQTT 3.1.1 only, as NATS's gateway does: an MQTT 5
+/// CONNECT gets "unacceptable protocol version"; a 3.1.1 session is served just
+/// enough (CONNACK, PUBACK, SUBACK, PINGRESP) and its publications are recorded.
+fn old_broker() -> (u16, Receiver<String>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut s2 = s.try_clone().unwrap();
+                let mut read_packet = || -> Option<(u8, Vec<u8>)> {
+                    let mut head = [0u8; 1];
+                    s.read_exact(&mut head).ok()?;
+                    let (mut len, mut shift) = (0usize, 0);
+                    loop {
+                        let mut b = [0u8; 1];
+                        s.read_exact(&mut b).ok()?;
+                        len |= ((b[0] & 0x7f) as usize) << shift;
+                        shift += 7;
+                        if b[0] & 0x80 == 0 {
+                            break;
+                        }
+                    }
+                    let mut body = vec![0u8; len];
+                    s.read_exact(&mut body).ok()?;
+                    Some((head[0], body))
+                };
+                let Some((0x10, connect)) = read_packet() else {
+                    return;
+                };
+                // Protocol name (2 + 4 bytes), then the level.
+                let level = connect[6];
+                let _ = tx.send(format!("CONNECT level {level}"));
+                if level != 4 {
+                    let _ = s2.write_all(&[0x20, 0x02, 0x00, 0x01]);
+                    return;
+                }
+                let _ = s2.write_all(&[0x20, 0x02, 0x00, 0x00]);
+                while let Some((head, body)) = read_packet() {
+                    match head >> 4 {
+                        3 => {
+                            let topic_len = u16::from_be_bytes([body[0], body[1]]) as usize;
+                            let topic = String::from_utf8_lossy(&body[2..2 + topic_len]).into_owned();
+                            let mut at = 2 + topic_len;
+                            if head & 0x06 != 0 {
+                                let _ = s2.write_all(&[0x40, 0x02, body[at], body[at + 1]]);
+                                at += 2;
+                            }
+                            let payload = String::from_utf8_lossy(&body[at..]).into_owned();
+                            let _ = tx.send(format!("{topic} {payload}"));
+                        }
+                        8 => {
+                            let _ = s2.write_all(&[0x90, 0x03, body[0], body[1], 0x01]);
+                        }
+                        12 => {
+                            let _ = s2.write_all(&[0xd0, 0x00]);
+                        }
+                        14 => return,
+                        _ => {}
+                    }
+                }
+            });
+        }
+    });
+    (port, rx)
+}
+
+#[test]
+fn a_broker_that_speaks_only_mqtt_3_1_1_is_used_in_3_1_1() {
+    let (port, seen) = old_broker();
+    let mut c = Console::start(&["--mqtt", &format!("mqtt://127.0.0.1:{port}"), "--bench", "old"]);
+    let up = c.wait_event("broker", &[("state", json!("connected"))]);
+    assert!(up["detail"].as_str().unwrap().contains("MQTT 3.1.1"), "{up}");
+    let mut got = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while !got.iter().any(|m: &String| m == "benchlink/old/status online") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        got.push(
+            seen.recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no status within {WAIT:?}: {got:?}")),
+        );
+    }
+    assert_eq!(got[0], "CONNECT level 5", "{got:?}");
+    assert!(got.contains(&"CONNECT level 4".to_string()), "{got:?}");
+}

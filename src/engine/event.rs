@@ -59,11 +59,21 @@ pub struct DeviceInfo {
     pub eol: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnCounters {
     pub conn: ConnId,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// Frames or YMODEM blocks dropped for a bad CRC on this connection.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub crc_errors: u64,
+    /// Rewinds the console asked of the device (a gap, or data missing at FILE_END).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rewinds: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -172,6 +182,11 @@ pub enum EventKind {
         /// Final byte counts of the connection (exact, unlike the last `stats`).
         bytes_in: u64,
         bytes_out: u64,
+        /// Final counts of damaged frames or blocks, and of rewinds asked for.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        crc_errors: u64,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        rewinds: u64,
     },
     /// A serial port or outgoing link is down and will be tried again after
     /// `delay_ms` (1 s doubling to 30 s, with jitter). It keeps its `conn` and

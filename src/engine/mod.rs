@@ -815,6 +815,8 @@ impl CommandHandler {
                 conn: d.conn,
                 bytes_in: d.stats.bytes_in.load(std::sync::atomic::Ordering::Relaxed),
                 bytes_out: d.stats.bytes_out.load(std::sync::atomic::Ordering::Relaxed),
+                crc_errors: d.stats.crc_errors.load(std::sync::atomic::Ordering::Relaxed),
+                rewinds: d.stats.rewinds.load(std::sync::atomic::Ordering::Relaxed),
             })
             .collect()
     }

@@ -15,6 +15,10 @@ use super::link::Peer;
 pub struct Stats {
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
+    /// Frames or YMODEM blocks dropped for a bad CRC.
+    pub crc_errors: AtomicU64,
+    /// Times the console asked the device to go back and send again.
+    pub rewinds: AtomicU64,
 }
 
 /// What the engine asks a session to do.

@@ -139,6 +139,8 @@ pub struct Receiver {
     /// Without a size, the last block is held back: its CPMEOF padding goes at EOT.
     tail: Option<Bytes>,
     errors: u32,
+    /// Blocks NAKed for a bad CRC or checksum, in all (for the metrics).
+    damaged: u64,
     c_asked: u32,
     /// When the next timeout fires.
     due: Instant,
@@ -157,6 +159,7 @@ impl Receiver {
             remaining: None,
             tail: None,
             errors: 0,
+            damaged: 0,
             c_asked: 1,
             due: now + BLOCK_TIMEOUT,
             can: false,
@@ -240,6 +243,11 @@ impl Receiver {
         self.errors = 0;
     }
 
+    /// Blocks refused for a bad CRC or checksum since the start.
+    pub fn damaged(&self) -> u64 {
+        self.damaged
+    }
+
     pub fn on_bytes(&mut self, data: &[u8], now: Instant) -> Vec<RxEvent> {
         let mut out = Vec::new();
         if self.state == RxState::Done {
@@ -310,6 +318,7 @@ impl Receiver {
             };
         if !valid {
             self.errors += 1;
+            self.damaged += 1;
             if self.errors > MAX_ERRORS {
                 out.extend(self.abort("too many damaged blocks"));
                 return;

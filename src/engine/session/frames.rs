@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 
 use bytes::BytesMut;
 use serde::{Deserialize, Serialize};
@@ -272,6 +273,7 @@ impl Session {
                 }
                 Decoded::BadCrc { kind, len } => {
                     state.bad_frames += 1;
+                    self.stats.crc_errors.fetch_add(1, Ordering::Relaxed);
                     if let Some(n) = state.warnings.allow(std::time::Instant::now()) {
                         tracing::warn!(
                             "{}: dropped a {} frame of {len} bytes with a bad CRC ({} so far){}",
@@ -676,7 +678,10 @@ impl Session {
         match rx.on_data(offset, data.len()) {
             OnData::Drop => return Ok(()),
             // A frame before this one was lost (bad CRC): the device rewinds.
-            OnData::AskRewind(from) => return self.ack(file_id, AckStatus::Resume, from, "gap".into()).await,
+            OnData::AskRewind(from) => {
+                self.stats.rewinds.fetch_add(1, Ordering::Relaxed);
+                return self.ack(file_id, AckStatus::Resume, from, "gap".into()).await;
+            }
             OnData::Append { skip } => {
                 let _ = data.split_to(skip); // bytes already held
             }
@@ -742,6 +747,7 @@ impl Session {
             // is on its way, or the re-sent frame was lost again): repair rather
             // than fail, every time. The device rewinds to `held` and ends the
             // file again; a duplicate of a rewind it is already doing it ignores.
+            self.stats.rewinds.fetch_add(1, Ordering::Relaxed);
             return self
                 .ack(file_id, AckStatus::Resume, held, "missing data".into())
                 .await;

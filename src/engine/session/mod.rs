@@ -195,6 +195,8 @@ impl Drop for Registration {
                 reason: "internal error in this connection's session".into(),
                 bytes_in: 0,
                 bytes_out: 0,
+                crc_errors: 0,
+                rewinds: 0,
             }));
         }
     }
@@ -634,6 +636,8 @@ impl Session {
                     reason: "it speaks the native frame protocol: continues as a frames device".into(),
                     bytes_in: self.stats.bytes_in.load(Ordering::Relaxed),
                     bytes_out: self.stats.bytes_out.load(Ordering::Relaxed),
+                    crc_errors: self.stats.crc_errors.load(Ordering::Relaxed),
+                    rewinds: self.stats.rewinds.load(Ordering::Relaxed),
                 })
                 .await;
             self.announced = false;
@@ -764,6 +768,8 @@ impl Session {
                     reason: end.reason(),
                     bytes_in: self.stats.bytes_in.load(Ordering::Relaxed),
                     bytes_out: self.stats.bytes_out.load(Ordering::Relaxed),
+                    crc_errors: self.stats.crc_errors.load(Ordering::Relaxed),
+                    rewinds: self.stats.rewinds.load(Ordering::Relaxed),
                 })
                 .await;
         }

@@ -100,7 +100,12 @@ impl Session {
         let now = Instant::now().into_std();
         match &mut self.mode {
             Mode::YmodemRx(rx) => {
+                let damaged_before = rx.machine.damaged();
                 let events = rx.machine.on_bytes(data, now);
+                let damaged = rx.machine.damaged() - damaged_before;
+                self.stats
+                    .crc_errors
+                    .fetch_add(damaged, std::sync::atomic::Ordering::Relaxed);
                 self.ymodem_rx_events(events).await
             }
             Mode::YmodemTx(tx) => {

@@ -656,6 +656,7 @@ impl Model {
                 reason,
                 bytes_in,
                 bytes_out,
+                ..
             } => {
                 self.transfers.retain(|t| t.conn != conn);
                 if let Some(d) = self.device_mut(conn) {

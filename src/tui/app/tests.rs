@@ -242,6 +242,8 @@ fn a_new_device_replaces_a_gone_target() {
             reason: "closed by peer".into(),
             bytes_in: 0,
             bytes_out: 0,
+            crc_errors: 0,
+            rewinds: 0,
         },
     ));
     assert_eq!(app.connections.selected, Some(1));
@@ -452,6 +454,8 @@ fn a_disconnected_device_is_greyed_then_forgotten_after_a_minute() {
             reason: "reset by peer".into(),
             bytes_in: 0,
             bytes_out: 0,
+            crc_errors: 0,
+            rewinds: 0,
         },
     ));
     let d = app.model.device(1).unwrap();
@@ -506,11 +510,13 @@ fn stats_and_ticks_give_rates_and_a_capped_history() {
                         conn: 1,
                         bytes_in: a,
                         bytes_out: 10,
+                        ..Default::default()
                     },
                     ConnCounters {
                         conn: 2,
                         bytes_in: b,
                         bytes_out: 20,
+                        ..Default::default()
                     },
                 ],
             },
@@ -768,6 +774,8 @@ fn tab_completes_device_names_after_to() {
             reason: "closed".into(),
             bytes_in: 0,
             bytes_out: 0,
+            crc_errors: 0,
+            rewinds: 0,
         },
     ));
     app.prompt.input = Input::new("/kick cam".into());
@@ -1539,6 +1547,8 @@ fn ctrl_z_suspends_and_a_gone_device_shows_its_exact_final_bytes() {
             reason: "closed by the device".into(),
             bytes_in: 200_000_123,
             bytes_out: 77,
+            crc_errors: 0,
+            rewinds: 0,
         },
     ));
     app.tick(at(51));
@@ -1738,6 +1748,8 @@ fn a_reconnecting_link_keeps_its_row_and_conversation() {
             reason: "closed by the device".into(),
             bytes_in: 9,
             bytes_out: 0,
+            crc_errors: 0,
+            rewinds: 0,
         },
     ));
     app.on_event(ev(

@@ -148,6 +148,8 @@ fn busy_console() -> App {
                 reason: "reset by peer".into(),
                 bytes_in: 0,
                 bytes_out: 0,
+                crc_errors: 0,
+                rewinds: 0,
             },
         ),
         (
@@ -178,11 +180,13 @@ fn busy_console() -> App {
                 conn: 1,
                 bytes_in: cam,
                 bytes_out: 40 + s,
+                ..Default::default()
             },
             ConnCounters {
                 conn: 3,
                 bytes_in: cf,
                 bytes_out: 0,
+                ..Default::default()
             },
         ];
         if s < 26 {
@@ -190,6 +194,7 @@ fn busy_console() -> App {
                 conn: 2,
                 bytes_in: 60 * s + if s >= 24 { 6_000 * (s - 23) } else { 0 },
                 bytes_out: 0,
+                ..Default::default()
             });
         }
         devices

@@ -9,7 +9,11 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use rumqttc::{AsyncClient, Event as MqttEvent, LastWill, MqttOptions, Packet, QoS};
+pub mod client;
+
+use rumqttc::MqttOptions;
+
+use client::{Client, Polled, Version};
 
 use crate::config::ConfigError;
 use crate::engine::event_queue::EventReceiver;
@@ -23,6 +27,9 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 const STATS_EVERY: Duration = Duration::from_secs(1);
 const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// The largest packet either way (a text event is at most 64 KiB).
+const MAX_PACKET: u32 = 1 << 20;
 
 /// `--mqtt mqtt://[USER[:PASS]@]HOST[:PORT]` (or `mqtts://`, TLS).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,20 +89,28 @@ impl MqttSpec {
         })
     }
 
-    /// The client's options: credentials, keep-alive, and TLS for `mqtts://`.
+    /// The client's options (MQTT 3.1.1): credentials, keep-alive, and TLS for `mqtts://`.
     pub fn options(&self, client_id: String) -> Result<MqttOptions, String> {
         let mut options = MqttOptions::new(client_id, self.host.clone(), self.port);
-        options.set_keep_alive(Duration::from_secs(15));
-        options.set_max_packet_size(1 << 20, 1 << 20);
+        options.set_keep_alive(KEEP_ALIVE);
+        options.set_max_packet_size(MAX_PACKET as usize, MAX_PACKET as usize);
         if let Some(user) = &self.user {
             options.set_credentials(user.clone(), self.password.clone().unwrap_or_default());
         }
-        if self.tls {
-            options.set_transport(rumqttc::Transport::tls_with_config(
-                rumqttc::TlsConfiguration::Rustls(std::sync::Arc::new(tls_config()?)),
-            ));
+        if let Some(transport) = self.transport()? {
+            options.set_transport(transport);
         }
         Ok(options)
+    }
+
+    /// TLS for `mqtts://`, nothing otherwise (plain TCP).
+    pub fn transport(&self) -> Result<Option<rumqttc::Transport>, String> {
+        if !self.tls {
+            return Ok(None);
+        }
+        Ok(Some(rumqttc::Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(std::sync::Arc::new(tls_config()?)),
+        )))
     }
 }
 
@@ -202,6 +217,19 @@ pub struct Outgoing {
     pub topic: String,
     pub payload: Vec<u8>,
     pub retain: bool,
+    /// MQTT 5 correlation data (a reply to a command that came with some).
+    pub correlation: Option<bytes::Bytes>,
+}
+
+impl Outgoing {
+    pub fn new(topic: String, payload: Vec<u8>, retain: bool) -> Self {
+        Self {
+            topic,
+            payload,
+            retain,
+            correlation: None,
+        }
+    }
 }
 
 /// Turns events into messages, sampling the high-rate ones.
@@ -263,17 +291,17 @@ impl Topics {
             Some(d) => format!("benchlink/{}/{}", self.bench, level(d)),
             None => format!("benchlink/{}", self.bench),
         };
-        let mut out = vec![Outgoing {
-            topic: format!("{base}/{kind}"),
-            payload: crate::headless::json(event).into_bytes(),
-            retain: false,
-        }];
+        let mut out = vec![Outgoing::new(
+            format!("{base}/{kind}"),
+            crate::headless::json(event).into_bytes(),
+            false,
+        )];
         if let Some(status) = device_status(&event.kind) {
-            out.push(Outgoing {
-                topic: format!("{base}/status"),
-                payload: status.as_bytes().to_vec(),
-                retain: true,
-            });
+            out.push(Outgoing::new(
+                format!("{base}/status"),
+                status.as_bytes().to_vec(),
+                true,
+            ));
             if status == "offline" {
                 self.online.remove(&base);
             } else {
@@ -282,11 +310,7 @@ impl Topics {
         }
         if matches!(event.kind, EventKind::Stopped { .. }) {
             for base in self.online.drain() {
-                out.push(Outgoing {
-                    topic: format!("{base}/status"),
-                    payload: b"offline".to_vec(),
-                    retain: true,
-                });
+                out.push(Outgoing::new(format!("{base}/status"), b"offline".to_vec(), true));
             }
         }
         out
@@ -301,10 +325,30 @@ pub enum BrokerState {
     Down(String),
 }
 
-/// A command taken from the broker: where its reply goes, with the id it came with.
+/// A command taken from the broker: where its reply goes, with the id and the
+/// MQTT 5 correlation data it came with.
 struct Pending {
-    reply_topic: String,
+    reply_topics: Vec<String>,
     id: Option<String>,
+    correlation: Option<bytes::Bytes>,
+}
+
+/// The reply topics of a command: `.../reply` (where every observer, `watch`
+/// included, looks), and the MQTT 5 response topic when the sender named one
+/// (a publishable topic only: no wildcards).
+fn reply_topics(cmd_prefix: &str, device: Option<&str>, response_topic: Option<&str>) -> Vec<String> {
+    let mut topics = vec![match device {
+        Some(d) => format!("{cmd_prefix}{}/reply", level(d)),
+        None => format!("{cmd_prefix}reply"),
+    }];
+    if let Some(t) = response_topic
+        && !t.is_empty()
+        && !t.contains(['+', '#'])
+        && !topics.iter().any(|r| r == t)
+    {
+        topics.push(t.to_string());
+    }
+    topics
 }
 
 /// Publishes events until the engine stops; with `commands`, also takes command
@@ -326,26 +370,31 @@ pub async fn run(
     };
     let mut topics = Topics::new(&bench);
     let client_id = format!("benchlink-{}-{}", level(&bench), std::process::id());
-    let mut options = match spec.options(client_id) {
-        Ok(options) => options,
+    let will_topic = topics.bench_status();
+    let connect = |version| {
+        Client::new(
+            &spec,
+            version,
+            client_id.clone(),
+            Some((will_topic.clone(), "offline")),
+            256,
+        )
+    };
+    let mut client = match connect(Version::V5) {
+        Ok(client) => client,
         Err(why) => {
             tell("down", why.clone());
             tracing::warn!("MQTT: {why}");
             return;
         }
     };
-    options.set_last_will(LastWill::new(
-        topics.bench_status(),
-        "offline",
-        QoS::AtLeastOnce,
-        true,
-    ));
-    let (client, mut eventloop) = AsyncClient::new(options, 256);
+    // Once a version has been accepted, the run keeps it.
+    let mut version_settled = false;
     let mut connected = false;
     let mut backoff = BACKOFF_FIRST;
     let mut said_down: Option<String> = None;
-    // A message the client's queue could not take yet.
-    let mut waiting: Vec<Outgoing> = Vec::new();
+    // Messages the client's queue could not take yet.
+    let mut waiting: std::collections::VecDeque<Outgoing> = std::collections::VecDeque::new();
     let mut stopping = false;
     let mut disconnecting = false;
     let mut pending: HashMap<String, Pending> = HashMap::new();
@@ -354,50 +403,56 @@ pub async fn run(
     let cmd_prefix = format!("benchlink/{bench_level}/");
     loop {
         tokio::select! {
-            polled = eventloop.poll() => match polled {
-                Ok(MqttEvent::Incoming(Packet::ConnAck(_))) => {
+            polled = client.poll() => match polled {
+                Polled::ConnAck => {
                     connected = true;
+                    version_settled = true;
                     backoff = BACKOFF_FIRST;
                     if said_down.take().is_some() {
                         tracing::warn!("MQTT: connected to {}:{} again", spec.host, spec.port);
                     }
-                    tell("connected", format!("{}:{} as bench {bench}", spec.host, spec.port));
-                    let _ = client.try_publish(topics.bench_status(), QoS::AtLeastOnce, true, "online");
+                    tell(
+                        "connected",
+                        format!("{}:{} as bench {bench} ({})", spec.host, spec.port, client.version().label()),
+                    );
+                    client.try_publish(&topics.bench_status(), b"online", true, None);
                     if commands.is_some() {
-                        let _ = client.try_subscribe(format!("{cmd_prefix}cmd"), QoS::AtLeastOnce);
-                        let _ = client.try_subscribe(format!("{cmd_prefix}+/cmd"), QoS::AtLeastOnce);
+                        client.try_subscribe(&format!("{cmd_prefix}cmd"));
+                        client.try_subscribe(&format!("{cmd_prefix}+/cmd"));
                     }
                 }
-                Ok(MqttEvent::Incoming(Packet::Publish(publish))) => {
+                Polled::Message(message) => {
                     let Some(commands) = &commands else { continue };
-                    let Some(rest) = publish.topic.strip_prefix(&cmd_prefix) else { continue };
+                    let Some(rest) = message.topic.strip_prefix(&cmd_prefix) else { continue };
                     let device = match rest.strip_suffix("/cmd") {
                         Some(d) if !d.contains('/') => Some(unlevel(d)),
                         _ if rest == "cmd" => None,
                         _ => continue,
                     };
-                    let Some((line, id)) = parse_command(&publish.payload) else { continue };
+                    let Some((line, id)) = parse_command(&message.payload) else { continue };
                     next_tag += 1;
                     let tag = format!("mqtt-{next_tag}");
-                    let reply_topic = match &device {
-                        Some(d) => format!("{cmd_prefix}{}/reply", level(d)),
-                        None => format!("{cmd_prefix}reply"),
-                    };
                     if pending.len() > 1024 {
                         pending.clear();
                     }
-                    pending.insert(tag.clone(), Pending { reply_topic, id });
+                    pending.insert(
+                        tag.clone(),
+                        Pending {
+                            reply_topics: reply_topics(&cmd_prefix, device.as_deref(), message.response_topic.as_deref()),
+                            id,
+                            correlation: message.correlation,
+                        },
+                    );
                     let command = crate::engine::Command::Remote { line, device, tag };
                     let _ = commands.try_send(command);
                 }
-                Ok(MqttEvent::Outgoing(rumqttc::Outgoing::Disconnect)) if stopping => return,
-                Ok(_) => {}
-                Err(e) => {
+                Polled::Disconnected if stopping => return,
+                Polled::Disconnected | Polled::Other => {}
+                Polled::Failed { why, answered } => {
                     connected = false;
                     if stopping {
                         return;
                     }
-                    let why = e.to_string();
                     if said_down.as_ref() != Some(&why) {
                         tell("down", format!("{}:{}: {why}; events wait, retrying", spec.host, spec.port));
                         tracing::warn!(
@@ -410,17 +465,24 @@ pub async fn run(
                     }
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(BACKOFF_MAX);
+                    // A broker answered but did not take this version: try the other one.
+                    if answered && !version_settled {
+                        let other = match client.version() {
+                            Version::V5 => Version::V311,
+                            Version::V311 => Version::V5,
+                        };
+                        if let Ok(c) = connect(other) {
+                            client = c;
+                            backoff = BACKOFF_FIRST;
+                        }
+                    }
                 }
             },
             event = events.recv(), if connected && waiting.is_empty() && !stopping => {
                 let Some(event) = event else {
                     // The bench goes offline once everything before it is handed over.
                     stopping = true;
-                    waiting.push(Outgoing {
-                        topic: topics.bench_status(),
-                        payload: b"offline".to_vec(),
-                        retain: true,
-                    });
+                    waiting.push_back(Outgoing::new(topics.bench_status(), b"offline".to_vec(), true));
                     continue;
                 };
                 let stopped = matches!(event.kind, EventKind::Stopped { .. });
@@ -429,41 +491,35 @@ pub async fn run(
                     EventKind::Reply { id: Some(tag), .. } => pending.remove(tag),
                     _ => None,
                 };
-                waiting = match remote {
-                    Some(Pending { reply_topic, id }) => {
+                match remote {
+                    Some(Pending { reply_topics, id, correlation }) => {
                         let mut event = event;
                         if let EventKind::Reply { id: reply_id, .. } = &mut event.kind {
                             *reply_id = id;
                         }
-                        vec![Outgoing {
-                            topic: reply_topic,
-                            payload: crate::headless::json(&event).into_bytes(),
-                            retain: false,
-                        }]
+                        let payload = crate::headless::json(&event).into_bytes();
+                        for topic in reply_topics {
+                            let mut reply = Outgoing::new(topic, payload.clone(), false);
+                            reply.correlation = correlation.clone();
+                            waiting.push_back(reply);
+                        }
                     }
-                    None => topics.messages(&event, Instant::now()),
+                    None => waiting.extend(topics.messages(&event, Instant::now())),
                 };
                 if stopped {
-                    waiting.push(Outgoing {
-                        topic: topics.bench_status(),
-                        payload: b"offline".to_vec(),
-                        retain: true,
-                    });
+                    waiting.push_back(Outgoing::new(topics.bench_status(), b"offline".to_vec(), true));
                 }
             }
         }
         // Hand what waits to the client as its queue takes it.
-        while let Some(m) = waiting.first() {
-            if client
-                .try_publish(m.topic.clone(), QoS::AtLeastOnce, m.retain, m.payload.clone())
-                .is_err()
-            {
+        while let Some(m) = waiting.front() {
+            if !client.try_publish(&m.topic, &m.payload, m.retain, m.correlation.as_ref()) {
                 break;
             }
-            waiting.remove(0);
+            waiting.pop_front();
         }
         if stopping && waiting.is_empty() && !disconnecting {
-            disconnecting = client.try_disconnect().is_ok();
+            disconnecting = client.try_disconnect();
         }
     }
 }
