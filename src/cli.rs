@@ -51,6 +51,11 @@ pub struct Cli {
     #[arg(long, value_name = "HOST:PORT")]
     pub metrics: Option<String>,
 
+    /// A web server's address for the received folder (e.g. http://bench-3:8000/):
+    /// file_saved messages to the broker then carry the file's URL.
+    #[arg(long, value_name = "URL")]
+    pub files_url: Option<String>,
+
     /// This bench's name in MQTT topics [default: the host name].
     #[arg(long, value_name = "NAME")]
     pub bench: Option<String>,

@@ -132,6 +132,9 @@ pub struct Settings {
     pub bench: String,
     /// Take commands from the broker (`--mqtt-commands`, `[mqtt] commands`).
     pub mqtt_commands: bool,
+    /// Where a web server serves the received folder (`--files-url`,
+    /// `[mqtt] files_url`): saved files are published with their URL.
+    pub files_url: Option<String>,
     /// Where Prometheus metrics are served (`--metrics`, `metrics = "..."`).
     pub metrics: Option<String>,
     /// Serial ports to open (`--serial`, `[[serial]]`).
@@ -255,6 +258,14 @@ impl Settings {
                 .or(file.mqtt.bench.clone())
                 .unwrap_or_else(host_name),
             mqtt_commands: cli.mqtt_commands || file.mqtt.commands.unwrap_or(false),
+            files_url: match cli.files_url.clone().or(file.mqtt.files_url.clone()) {
+                Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+                    return Err(ConfigError(format!(
+                        "--files-url {url:?} is not a web address; write it like http://bench-3.lab:8000/received/"
+                    )));
+                }
+                other => other,
+            },
             metrics: cli.metrics.clone().or(file.metrics),
             aliases: file.aliases,
             token,
@@ -294,6 +305,7 @@ struct MqttTable {
     url: Option<String>,
     bench: Option<String>,
     commands: Option<bool>,
+    files_url: Option<String>,
 }
 
 /// This machine's name: the default bench name in MQTT topics.

@@ -58,6 +58,8 @@ fn main() -> ExitCode {
             .clone()
             .map(|spec| (spec, settings.bench.clone(), settings.mqtt_commands));
         let metrics_at = settings.metrics.clone();
+        let files_url = settings.files_url.clone();
+        let received = settings.dir.clone();
         let mut engine = match Engine::bind(settings).await {
             Ok(engine) => engine,
             Err(e) => return fail(&e.to_string()),
@@ -69,7 +71,14 @@ fn main() -> ExitCode {
             broker_depth = Some(events.depth());
             let commands = take_commands.then(|| engine.command_sender());
             let front_end = Some(engine.front_end_events());
-            tokio::spawn(benchlink::mqtt::run(spec, bench, events, commands, front_end))
+            // The folder as file_saved paths give it (the engine made it, so it exists).
+            let files_url = files_url.map(|base| benchlink::mqtt::FilesUrl {
+                dir: std::fs::canonicalize(&received).unwrap_or(received),
+                base,
+            });
+            tokio::spawn(benchlink::mqtt::run(
+                spec, bench, events, commands, front_end, files_url,
+            ))
         });
         let metrics = match metrics_at.as_deref().map(benchlink::metrics::bind) {
             Some(Ok(server)) => {

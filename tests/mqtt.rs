@@ -197,7 +197,14 @@ fn a_session_is_published_with_its_topics_and_payloads() {
     let broker = Broker::start(&mosquitto, dir.path());
     let s = Subscriber::start(&sub, broker.port, "dash-1");
     let mut seen = Vec::new();
-    let mut c = Console::start(&["--mqtt", &broker.url(), "--bench", "lab-1"]);
+    let mut c = Console::start(&[
+        "--mqtt",
+        &broker.url(),
+        "--bench",
+        "lab-1",
+        "--files-url",
+        "http://bench-1.lab:8000/received/",
+    ]);
     assert_eq!(
         s.wait("benchlink/lab-1/status", |p| p == "online", &mut seen),
         "online"
@@ -216,7 +223,7 @@ fn a_session_is_published_with_its_topics_and_payloads() {
 
     let mut cam = Dev::connect(c.addr());
     cam.hello("cam-1", &[]);
-    let ack = cam.upload(1, "shot.jpg", &[7u8; 5000]);
+    let ack = cam.upload(1, "shot 1.jpg", &[7u8; 5000]);
     assert_eq!(ack.status, benchlink::protocol::frames::AckStatus::Saved);
     let saved: Value = serde_json::from_str(&s.wait(
         "benchlink/lab-1/cam-1/file",
@@ -226,11 +233,15 @@ fn a_session_is_published_with_its_topics_and_payloads() {
     .unwrap();
     assert_eq!(
         (saved["name"].as_str(), saved["size"].as_u64()),
-        (Some("shot.jpg"), Some(5000))
+        (Some("shot 1.jpg"), Some(5000))
     );
     assert!(
-        saved["path"].as_str().unwrap().ends_with("cam-1/shot.jpg"),
+        saved["path"].as_str().unwrap().ends_with("cam-1/shot 1.jpg"),
         "metadata, never the bytes"
+    );
+    assert_eq!(
+        saved["url"], "http://bench-1.lab:8000/received/cam-1/shot%201.jpg",
+        "--files-url gives the file's web address: {saved}"
     );
 
     drop(board);

@@ -232,6 +232,40 @@ impl Outgoing {
     }
 }
 
+/// `--files-url`: the web address of the received folder, and that folder
+/// (absolute, as in `file_saved`'s path).
+#[derive(Debug, Clone)]
+pub struct FilesUrl {
+    pub base: String,
+    pub dir: std::path::PathBuf,
+}
+
+impl FilesUrl {
+    /// The URL of a saved file; none for a path outside the folder.
+    pub fn of(&self, path: &str) -> Option<String> {
+        let relative = std::path::Path::new(path).strip_prefix(&self.dir).ok()?;
+        let mut url = self.base.trim_end_matches('/').to_string();
+        for part in relative.components() {
+            url.push('/');
+            url.push_str(&percent_encode(&part.as_os_str().to_string_lossy()));
+        }
+        Some(url)
+    }
+}
+
+/// A path segment as a URL writes it: anything but unreserved characters as %XX.
+fn percent_encode(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Turns events into messages, sampling the high-rate ones.
 pub struct Topics {
     bench: String,
@@ -242,6 +276,7 @@ pub struct Topics {
     /// Devices whose retained status is not `offline`: set offline when the
     /// console stops, whatever happened to their own events.
     online: std::collections::HashSet<String>,
+    files_url: Option<FilesUrl>,
 }
 
 impl Topics {
@@ -252,7 +287,14 @@ impl Topics {
             last_stats: None,
             sampled_out: 0,
             online: std::collections::HashSet::new(),
+            files_url: None,
         }
+    }
+
+    /// Saved files are published with their URL under `files`.
+    pub fn with_files_url(mut self, files: Option<FilesUrl>) -> Self {
+        self.files_url = files;
+        self
     }
 
     pub fn bench_status(&self) -> String {
@@ -291,9 +333,20 @@ impl Topics {
             Some(d) => format!("benchlink/{}/{}", self.bench, level(d)),
             None => format!("benchlink/{}", self.bench),
         };
+        let mut payload = crate::headless::json(event);
+        if let (EventKind::FileSaved { path, .. }, Some(files)) = (&event.kind, &self.files_url)
+            && let Some(url) = files.of(path)
+            && payload.ends_with('}')
+        {
+            // The event's own JSON with one more field.
+            payload.pop();
+            payload.push_str(",\"url\":");
+            payload.push_str(&serde_json::Value::String(url).to_string());
+            payload.push('}');
+        }
         let mut out = vec![Outgoing::new(
             format!("{base}/{kind}"),
-            crate::headless::json(event).into_bytes(),
+            payload.into_bytes(),
             false,
         )];
         if let Some(status) = device_status(&event.kind) {
@@ -359,6 +412,7 @@ pub async fn run(
     mut events: EventReceiver,
     commands: Option<tokio::sync::mpsc::Sender<crate::engine::Command>>,
     front_end: Option<crate::engine::event_queue::EventSender>,
+    files_url: Option<FilesUrl>,
 ) {
     let tell = |state: &str, detail: String| {
         if let Some(f) = &front_end {
@@ -368,7 +422,7 @@ pub async fn run(
             }));
         }
     };
-    let mut topics = Topics::new(&bench);
+    let mut topics = Topics::new(&bench).with_files_url(files_url);
     let client_id = format!("benchlink-{}-{}", level(&bench), std::process::id());
     let will_topic = topics.bench_status();
     let connect = |version| {
@@ -569,6 +623,34 @@ mod tests {
         );
         assert_eq!(parse_command(b"  "), None);
         assert_eq!(unlevel(&level("10.0.0.2#2/x+y%")), "10.0.0.2#2/x+y%");
+    }
+
+    #[test]
+    fn files_url_is_the_path_under_the_folder_encoded() {
+        let files = FilesUrl {
+            base: "http://bench-3:8000/r/".into(),
+            dir: "/srv/received".into(),
+        };
+        assert_eq!(
+            files.of("/srv/received/cam #1/shot 2%.jpg").as_deref(),
+            Some("http://bench-3:8000/r/cam%20%231/shot%202%25.jpg")
+        );
+        assert_eq!(files.of("/elsewhere/x.jpg"), None);
+        let mut t = Topics::new("b").with_files_url(Some(files));
+        let saved = Event::now(EventKind::FileSaved {
+            conn: 1,
+            device: "cam".into(),
+            name: "a.jpg".into(),
+            path: "/srv/received/cam/a.jpg".into(),
+            size: 3,
+            crc32: 7,
+            seconds: 0.1,
+            ended_by_close: false,
+        });
+        let m = t.messages(&saved, Instant::now());
+        let json: serde_json::Value = serde_json::from_slice(&m[0].payload).unwrap();
+        assert_eq!(json["url"], "http://bench-3:8000/r/cam/a.jpg");
+        assert_eq!(json["crc32"], 7);
     }
 
     #[test]
