@@ -142,7 +142,14 @@ where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = ExitCode>,
 {
-    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // The I/O driver is polled every 8 task polls (tokio's default is 61): with
+    // many devices streaming, a quiet device's PING is noticed within a few
+    // turns, not after 61 of them (see docs/performance.md).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .event_interval(8)
+        .build();
+    match runtime {
         Ok(runtime) => runtime.block_on(body()),
         Err(e) => {
             eprintln!("benchlink: cannot start: {e}");

@@ -41,6 +41,10 @@ use crate::text::from_device;
 const READ_SMALL: usize = 16 * 1024;
 /// Read size while a file arrives: large reads keep the data path near copy speed.
 const READ_LARGE: usize = 256 * 1024;
+/// At most this much is read per turn while a file streams in.
+const READ_TURN: usize = 64 * 1024;
+/// A read this large means a stream: the session yields to the others after it.
+const YIELD_AFTER_READ: usize = 16 * 1024;
 /// An unterminated line is shown after this much silence.
 const PARTIAL_LINE_IDLE: Duration = Duration::from_millis(200);
 /// `file_progress` at most this often per transfer.
@@ -448,10 +452,17 @@ impl Session {
                     match self.read_once() {
                         Ok(None) => {}
                         Ok(Some(0)) => return End::DeviceClosed,
-                        Ok(Some(_)) => {
+                        Ok(Some(n)) => {
                             // Boxed so the idle task stays small (10,000 devices).
                             if let Err(end) = Box::pin(self.on_readable()).await {
                                 return end;
+                            }
+                            // A device streaming a file always has more to read: let
+                            // the others run after each large read, or a PING from a
+                            // quiet device waits behind many megabytes of file data
+                            // (tokio's own budget allows 128 reads before it yields).
+                            if n >= YIELD_AFTER_READ {
+                                tokio::task::yield_now().await;
                             }
                         }
                         Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return End::DeviceReset,
@@ -522,7 +533,10 @@ impl Session {
             // so a frame never straddles two buffers (which would move its bytes).
             let want = frames.read_size(&self.buf, READ_LARGE);
             self.buf.reserve(want);
-            self.stream.try_read_buf(&mut (&mut self.buf).limit(want))
+            // Room for the whole frame, but at most a turn's worth read now: the
+            // session yields after it, so a quiet device's PING waits for little.
+            self.stream
+                .try_read_buf(&mut (&mut self.buf).limit(want.min(READ_TURN)))
         } else if busy {
             // A file is arriving: large reads straight into a buffer whose chunks go
             // to disk without a copy.
