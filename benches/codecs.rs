@@ -91,10 +91,25 @@ fn text(c: &mut Criterion) {
             black_box(out.len())
         })
     });
-    let text = String::from_utf8(log.clone()).unwrap();
-    g.bench_function("from_device + for_terminal, 4 MiB", |b| {
+    // As a session does: each line (without its ending) to text, then escaped.
+    let lines: Vec<&[u8]> = log
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .collect();
+    g.bench_function("from_device + for_terminal per line, 4 MiB", |b| {
         b.iter(|| {
-            let s = benchlink::text::from_device(text.as_bytes());
+            let mut n = 0;
+            for line in &lines {
+                let s = benchlink::text::from_device(line);
+                n += benchlink::text::for_terminal(&s).len();
+            }
+            black_box(n)
+        })
+    });
+    let binary: Vec<u8> = (0..4 * MIB).map(|i| (i * 7 % 251) as u8).collect();
+    g.bench_function("from_device + for_terminal, 4 MiB of binary", |b| {
+        b.iter(|| {
+            let s = benchlink::text::from_device(&binary);
             black_box(benchlink::text::for_terminal(&s).len())
         })
     });

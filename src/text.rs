@@ -14,6 +14,13 @@ const COMPACT_AFTER: usize = 8;
 /// are kept: JSON output carries the exact text, and [`for_terminal`] escapes
 /// them before they reach a terminal.
 pub fn from_device(bytes: &[u8]) -> String {
+    // The common case, checked at memory speed: valid UTF-8 with no binary byte
+    // (those are all ASCII, so a byte test is exact).
+    if !bytes.iter().any(|&b| is_binary(b as char))
+        && let Ok(text) = std::str::from_utf8(bytes)
+    {
+        return text.to_owned();
+    }
     let mut out = String::with_capacity(bytes.len().min(64 * 1024));
     let mut run = BinaryRun::default();
     for chunk in bytes.utf8_chunks() {
@@ -71,7 +78,8 @@ fn is_binary(c: char) -> bool {
 /// Escapes every control character (C0, DEL, C1) and the Unicode bidi controls, so
 /// no escape sequence or reordering from a device ever reaches the operator's terminal.
 pub fn for_terminal(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(needs_escape) {
+    // Printable ASCII needs nothing (the bidi controls are not ASCII): a byte test.
+    if text.bytes().all(|b| (0x20..0x7f).contains(&b)) || !text.chars().any(needs_escape) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::thread::JoinHandle;
 
@@ -23,6 +23,9 @@ pub const CONVERSATION_LOG: &str = "conversation.log";
 /// The previous conversation.log, once it reached the size cap.
 pub const ROTATED_LOG: &str = "conversation.log.1";
 
+/// Bytes of a conversation log held before a write (written sooner when the
+/// queue of lines is empty).
+const LOG_BUFFER: usize = 16 * 1024;
 /// Open conversation logs kept at once; more are closed and reopened on demand.
 pub const MAX_OPEN_LOGS: usize = 128;
 
@@ -92,13 +95,32 @@ impl Journal {
         (Journal { tx, room }, JournalThread(handle))
     }
 
+    /// One line of a device's conversation.
     pub async fn conversation(&self, device: &str, direction: Direction, text: &str) {
-        let arrow = match direction {
-            Direction::In => "in ",
-            Direction::Out => "out",
-        };
+        self.conversation_batch(device, &[(direction, for_terminal(text).into_owned())])
+            .await;
+    }
+
+    /// Lines of a device's conversation that arrived together (one read), already
+    /// escaped for a terminal: one timestamp, one entry, one wake-up of the writer.
+    pub async fn conversation_batch(&self, device: &str, lines: &[(Direction, String)]) {
+        if lines.is_empty() {
+            return;
+        }
         let ts = chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, false);
-        let line = format!("{ts} {arrow} {}\n", for_terminal(text));
+        let mut line = String::with_capacity(lines.iter().map(|(_, t)| t.len() + ts.len() + 6).sum());
+        for (direction, text) in lines {
+            let arrow = match direction {
+                Direction::In => "in ",
+                Direction::Out => "out",
+            };
+            line.push_str(&ts);
+            line.push(' ');
+            line.push_str(arrow);
+            line.push(' ');
+            line.push_str(text);
+            line.push('\n');
+        }
         let cost = line.len().clamp(1, MAX_QUEUED_BYTES) as u32;
         let room = self.room.clone().acquire_many_owned(cost).await.ok();
         let _ = self
@@ -130,7 +152,7 @@ struct Writer {
     max_log_size: u64,
     events: EventSender,
     /// Open logs with their current size.
-    logs: HashMap<String, (File, u64)>,
+    logs: HashMap<String, (BufWriter<File>, u64)>,
     /// Devices whose log already failed once: one error event, not one per line.
     failed: std::collections::HashSet<String>,
 }
@@ -148,7 +170,20 @@ impl Writer {
     }
 
     fn run(mut self, mut rx: mpsc::Receiver<Entry>) {
-        while let Some(entry) = rx.blocking_recv() {
+        loop {
+            // Lines are buffered while more wait and written once the queue is
+            // empty: a device streaming text costs one write per batch, not per line.
+            let entry = match rx.try_recv() {
+                Ok(entry) => entry,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    self.flush_logs();
+                    match rx.blocking_recv() {
+                        Some(entry) => entry,
+                        None => break,
+                    }
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+            };
             match entry {
                 Entry::Conversation { device, line, .. } if self.log_conversations => {
                     self.append_log(&device, &line)
@@ -156,10 +191,40 @@ impl Writer {
                 Entry::Conversation { .. } => {}
                 Entry::Saved(record) => self.append_manifest(&record),
                 Entry::Forget(device) => {
-                    self.logs.remove(&device);
+                    self.close_log(&device);
                 }
                 Entry::Stop => break,
             }
+        }
+        self.flush_logs();
+    }
+
+    /// Writes what the open logs hold.
+    fn flush_logs(&mut self) {
+        let mut failed = Vec::new();
+        for (device, (f, _)) in &mut self.logs {
+            if let Err(e) = f.flush() {
+                failed.push((device.clone(), e));
+            }
+        }
+        for (device, e) in failed {
+            self.logs.remove(&device);
+            self.report(
+                &device,
+                &format!("cannot append to the conversation log of {device}: {e}"),
+            );
+        }
+    }
+
+    /// Closes a device's log, writing what it holds first.
+    fn close_log(&mut self, device: &str) {
+        if let Some((mut f, _)) = self.logs.remove(device)
+            && let Err(e) = f.flush()
+        {
+            self.report(
+                device,
+                &format!("cannot append to the conversation log of {device}: {e}"),
+            );
         }
     }
 
@@ -170,7 +235,7 @@ impl Writer {
             && *size > 0
             && size + line.len() as u64 > self.max_log_size
         {
-            self.logs.remove(device);
+            self.close_log(device);
             if let Err(e) = std::fs::rename(&path, folder.join(ROTATED_LOG)) {
                 return self.report(
                     device,
@@ -180,6 +245,7 @@ impl Writer {
         }
         if !self.logs.contains_key(device) {
             if self.logs.len() >= MAX_OPEN_LOGS {
+                self.flush_logs();
                 self.logs.clear();
             }
             let opened = safe_fs::real_dir(&folder).and_then(|()| {
@@ -188,8 +254,9 @@ impl Writer {
                 Ok((file, size))
             });
             match opened {
-                Ok(log) => {
-                    self.logs.insert(device.to_string(), log);
+                Ok((file, size)) => {
+                    let log = BufWriter::with_capacity(LOG_BUFFER, file);
+                    self.logs.insert(device.to_string(), (log, size));
                 }
                 Err(e) => {
                     return self.report(

@@ -41,6 +41,8 @@ use crate::text::from_device;
 const READ_SMALL: usize = 16 * 1024;
 /// Read size while a file arrives: large reads keep the data path near copy speed.
 const READ_LARGE: usize = 256 * 1024;
+/// Conversation lines gathered before they go to the journal mid-turn.
+const LOG_BATCH_BYTES: usize = 64 * 1024;
 /// At most this much is read per turn while a file streams in.
 const READ_TURN: usize = 64 * 1024;
 /// A read this large means a stream: the session yields to the others after it.
@@ -165,6 +167,8 @@ pub(super) async fn run(
         carved: None,
         eol: None,
         wire_in: BytesMut::new(),
+        log_batch: Vec::new(),
+        log_batch_bytes: 0,
     };
     let end = session.serve(listen).await;
     let ended = match &end {
@@ -349,6 +353,10 @@ struct Session {
     /// Text bytes as read (terminators included), handed to front ends with the
     /// next text event for a hex view; bounded by [`WIRE_KEPT`].
     wire_in: BytesMut,
+    /// Conversation lines for the journal, sent together before the session
+    /// waits again (one entry per read, not one per line).
+    log_batch: Vec<(Direction, String)>,
+    log_batch_bytes: usize,
 }
 
 /// Bytes of raw text kept for the next text event.
@@ -383,6 +391,8 @@ impl Session {
             return end;
         }
         loop {
+            // Whatever this turn said goes to the journal before the session waits.
+            self.flush_log_batch().await;
             let partial_deadline = self.partial_since.map(|t| t + PARTIAL_LINE_IDLE);
             // A frame device that never completes a frame would hold a connection
             // slot unseen (it is listed only once identified): it gets a deadline.
@@ -743,10 +753,14 @@ impl Session {
     }
 
     pub(super) async fn text_with_raw(&mut self, direction: Direction, text: String, raw: Option<Bytes>) {
-        self.shared
-            .journal
-            .conversation(&self.device, direction, &text)
-            .await;
+        if self.shared.settings.log_conversations {
+            let line = crate::text::for_terminal(&text);
+            self.log_batch_bytes += line.len();
+            self.log_batch.push((direction, line.into_owned()));
+            if self.log_batch_bytes >= LOG_BATCH_BYTES {
+                self.flush_log_batch().await;
+            }
+        }
         self.shared
             .emit(EventKind::Text {
                 conn: self.conn,
@@ -756,6 +770,16 @@ impl Session {
                 raw,
             })
             .await;
+    }
+
+    /// Sends the conversation lines gathered this turn to the journal.
+    async fn flush_log_batch(&mut self) {
+        if self.log_batch.is_empty() {
+            return;
+        }
+        let lines = std::mem::take(&mut self.log_batch);
+        self.log_batch_bytes = 0;
+        self.shared.journal.conversation_batch(&self.device, &lines).await;
     }
 
     async fn close(&mut self, mut end: End) {
@@ -770,6 +794,7 @@ impl Session {
         self.finish_carving().await;
         self.finish_cf_file(&end).await;
         self.keep_frame_transfers(&end).await;
+        self.flush_log_batch().await;
         self.shared.journal.forget(&self.device).await;
         // Gone from the list before `disconnected` is told, so a device that
         // reconnects at once gets its name back.

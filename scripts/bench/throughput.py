@@ -1,0 +1,186 @@
+#!/usr/bin/env python3
+"""One device, one large file: benchlink against socat with 256 KiB buffers
+(both ends) into a file plus an fsync of it, in interleaved rounds; medians.
+
+usage: throughput.py BIN SIZE_MIB ROUNDS WORK [frames cf lines]
+
+Prints one line per protocol: median GiB/s of each, the ratio, and CPU
+seconds per GiB of the console and of the sender.
+"""
+import json
+import os
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+BIN, SIZE_MIB, ROUNDS, WORK = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+WHICH = sys.argv[5:] or ["frames", "cf", "lines"]
+SIZE = SIZE_MIB << 20
+GIB = SIZE / (1 << 30)
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def cpu_of(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def children_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def fsync(path):
+    fd = os.open(path, os.O_RDONLY)
+    os.fsync(fd)
+    os.close(fd)
+
+
+def socat_round(source):
+    """socat -b 262144 both ends, into a file, then an fsync of it."""
+    port = free_port()
+    out = os.path.join(WORK, "socat.out")
+    t0 = time.monotonic()
+    rx = subprocess.Popen(["socat", "-b", "262144", "-u", f"TCP-LISTEN:{port},reuseaddr", f"OPEN:{out},creat,trunc"])
+    while True:  # wait for the listener without sleeping a fixed time
+        try:
+            socket.create_connection(("127.0.0.1", port)).close()
+            break
+        except OSError:
+            time.sleep(0.002)
+    rx.wait()  # the probe connection ended the first listener: start the real one
+    rx = subprocess.Popen(["socat", "-b", "262144", "-u", f"TCP-LISTEN:{port},reuseaddr", f"OPEN:{out},creat,trunc"])
+    time.sleep(0.05)
+    t0 = time.monotonic()
+    subprocess.run(["socat", "-b", "262144", "-u", f"OPEN:{source}", f"TCP:127.0.0.1:{port}"], check=True)
+    rx.wait()
+    fsync(out)
+    seconds = time.monotonic() - t0
+    assert os.path.getsize(out) == os.path.getsize(source), "socat lost bytes"
+    os.remove(out)
+    return seconds
+
+
+class Console:
+    def __init__(self, proto):
+        self.port = free_port()
+        self.dir = os.path.join(WORK, f"rx-{proto}")
+        self.log_path = os.path.join(WORK, f"{proto}.jsonl")
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [BIN, "--no-tui", "--json", "--listen", f"{proto}://127.0.0.1:{self.port}", "--dir", self.dir],
+            stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
+        self.reader = open(self.log_path)
+        self.wait_for("listening", 10)
+
+    def wait_for(self, kind, timeout):
+        deadline = time.monotonic() + timeout
+        buf = ""
+        while time.monotonic() < deadline:
+            chunk = self.reader.readline()
+            if not chunk:
+                time.sleep(0.002)
+                continue
+            buf += chunk
+            if not buf.endswith("\n"):
+                continue
+            line, buf = buf, ""
+            # Millions of text events may come first: parse only the one looked for.
+            if f'"event":"{kind}"' not in line:
+                continue
+            return json.loads(line)
+        raise SystemExit(f"timed out waiting in {self.log_path}")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+
+
+def frames_round(console, source, n):
+    t0 = time.monotonic()
+    subprocess.run([BIN, "send", "--to", f"127.0.0.1:{console.port}", "--id", f"r{n}", source],
+                   check=True, stdout=subprocess.DEVNULL)
+    seconds = time.monotonic() - t0
+    saved = console.wait_for("file_saved", 30)
+    return seconds, saved
+
+
+def stream_round(console, source, n, until):
+    """cf and lines: the bytes through socat, until the console's event says done."""
+    t0 = time.monotonic()
+    with open(source, "rb") as f:
+        subprocess.run(["socat", "-b", "262144", "-", f"TCP:127.0.0.1:{console.port}"],
+                       stdin=f, stdout=subprocess.DEVNULL, check=True)
+    done = console.wait_for(until, 120)
+    return time.monotonic() - t0, done
+
+
+def main():
+    payload = os.path.join(WORK, "payload.bin")
+    if not os.path.exists(payload) or os.path.getsize(payload) != SIZE:
+        with open(payload, "wb") as f:
+            for _ in range(SIZE_MIB):
+                f.write(os.urandom(1 << 20))
+    cf_payload = os.path.join(WORK, "payload.cf")
+    if "cf" in WHICH and not os.path.exists(cf_payload):
+        with open(cf_payload, "wb") as out, open(payload, "rb") as src:
+            out.write(b"f")
+            while chunk := src.read(1 << 20):
+                out.write(chunk)
+    text = os.path.join(WORK, "payload.txt")
+    if "lines" in WHICH and (not os.path.exists(text) or os.path.getsize(text) < SIZE):
+        with open(text, "wb") as f:
+            line_no, written = 0, 0
+            block = []
+            while written < SIZE:
+                line = b"%010d temp=21.5 hum=40 v=3.300 status=ok sensor reading from the board\n" % line_no
+                block.append(line)
+                written += len(line)
+                line_no += 1
+                if len(block) == 4096:
+                    f.write(b"".join(block))
+                    block = []
+            f.write(b"".join(block))
+    for proto in WHICH:
+        source = {"frames": payload, "cf": cf_payload, "lines": text}[proto]
+        size = os.path.getsize(source)
+        console = Console(proto)
+        ref, ours, console_cpu, sender_cpu = [], [], [], []
+        for n in range(ROUNDS):
+            ref.append(socat_round(source))
+            c0, s0 = cpu_of(console.proc.pid), children_cpu()
+            if proto == "frames":
+                seconds, saved = frames_round(console, source, n)
+                assert saved["size"] == SIZE, saved
+                os.remove(saved["path"])
+            elif proto == "cf":
+                seconds, saved = stream_round(console, source, n, "file_saved")
+                assert saved["size"] == SIZE, saved
+                os.remove(saved["path"])
+            else:
+                seconds, gone = stream_round(console, source, n, "disconnected")
+                assert gone["bytes_in"] == size, gone
+            ours.append(seconds)
+            console_cpu.append(cpu_of(console.proc.pid) - c0)
+            sender_cpu.append(children_cpu() - s0)
+        console.stop()
+        gib = size / (1 << 30)
+        r, o = statistics.median(ref), statistics.median(ours)
+        print(f"{proto:6} 1 device, {size >> 20} MiB: benchlink {gib / o:.2f} GiB/s, socat {gib / r:.2f} GiB/s, "
+              f"ratio {r / o:.2f}; CPU s/GiB console {statistics.median(console_cpu) / gib:.2f}, "
+              f"sender {statistics.median(sender_cpu) / gib:.2f} (median of {ROUNDS} interleaved rounds)")
+
+
+main()
