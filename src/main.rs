@@ -148,6 +148,9 @@ where
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .event_interval(8)
+        // File writes run on blocking threads: a few keep two cores busy; a
+        // hundred at once (100 devices uploading) only thrash caches and locks.
+        .max_blocking_threads(16)
         .build();
     match runtime {
         Ok(runtime) => runtime.block_on(body()),
