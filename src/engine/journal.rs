@@ -228,7 +228,20 @@ impl Writer {
         }
     }
 
-    fn append_log(&mut self, device: &str, line: &str) {
+    /// Appends a batch of lines, rotating between lines when the cap is reached.
+    fn append_log(&mut self, device: &str, lines: &str) {
+        for line in lines.split_inclusive('\n') {
+            self.append_line(device, line);
+        }
+    }
+
+    fn append_line(&mut self, device: &str, line: &str) {
+        // The common case first: an open log with room.
+        if let Some((_, size)) = self.logs.get(device)
+            && (*size == 0 || *size + line.len() as u64 <= self.max_log_size)
+        {
+            return self.write_line(device, line);
+        }
         let folder = self.dir.join(device);
         let path = folder.join(CONVERSATION_LOG);
         if let Some((_, size)) = self.logs.get(device)
@@ -266,6 +279,11 @@ impl Writer {
                 }
             }
         }
+        self.write_line(device, line);
+    }
+
+    /// Writes to a device's open log.
+    fn write_line(&mut self, device: &str, line: &str) {
         if let Some((f, size)) = self.logs.get_mut(device) {
             match f.write_all(line.as_bytes()) {
                 Ok(()) => *size += line.len() as u64,
