@@ -574,7 +574,7 @@ impl CommandHandler {
         let file = files.remove(0);
         let name = name.unwrap_or(file.name);
         // (name, channel) of each device asked for, or why it cannot be.
-        let mut targets: Vec<Result<(String, mpsc::Sender<SessionCommand>), String>> = Vec::new();
+        let mut targets: Vec<Result<(String, registry::SessionSender), String>> = Vec::new();
         {
             let registry = self.shared.registry();
             let frames = |d: &registry::Device| {
@@ -1069,7 +1069,7 @@ impl CommandHandler {
     }
 
     /// The device plain text goes to: the chosen one, else the only one connected.
-    fn resolve_target(&self) -> Result<(ConnId, String, mpsc::Sender<SessionCommand>), String> {
+    fn resolve_target(&self) -> Result<(ConnId, String, registry::SessionSender), String> {
         let registry = self.shared.registry();
         if let Some(name) = self.remote.as_ref().and_then(|r| r.device.as_ref()) {
             return match registry.find(name) {

@@ -50,6 +50,39 @@ pub enum SessionCommand {
     YmodemSend(Vec<crate::protocol::ymodem::OutFile>),
 }
 
+/// The way to a session: its commands, boxed so the channel's first block (32
+/// slots, allocated with the channel) stays small for each of 10,000 devices.
+#[derive(Debug, Clone)]
+pub struct SessionSender(mpsc::Sender<Box<SessionCommand>>);
+
+pub type SessionReceiver = mpsc::Receiver<Box<SessionCommand>>;
+
+/// A session's command channel (a few commands wait at most).
+pub fn session_channel() -> (SessionSender, SessionReceiver) {
+    let (tx, rx) = mpsc::channel(16);
+    (SessionSender(tx), rx)
+}
+
+impl SessionSender {
+    /// Waits for room; an error when the session is gone.
+    pub async fn send(&self, command: SessionCommand) -> Result<(), SessionGone> {
+        self.0.send(Box::new(command)).await.map_err(|_| SessionGone)
+    }
+
+    /// An error when the queue is full or the session is gone.
+    pub fn try_send(&self, command: SessionCommand) -> Result<(), SessionGone> {
+        self.0.try_send(Box::new(command)).map_err(|_| SessionGone)
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.0.is_closed()
+    }
+}
+
+/// The session has ended (or cannot take more now, for `try_send`).
+#[derive(Debug)]
+pub struct SessionGone;
+
 #[derive(Debug)]
 pub struct Device {
     pub conn: ConnId,
@@ -63,7 +96,7 @@ pub struct Device {
     /// id takes the name over.
     pub named_by_id: bool,
     pub stats: Arc<Stats>,
-    pub commands: mpsc::Sender<SessionCommand>,
+    pub commands: SessionSender,
     /// Asked to close to make room: not picked again.
     pub evicting: bool,
     /// The operator's `/eol` for this device, if any.
@@ -109,7 +142,7 @@ impl Registry {
         peer: Peer,
         base: &str,
         conn: Option<ConnId>,
-        commands: mpsc::Sender<SessionCommand>,
+        commands: SessionSender,
         stats: Arc<Stats>,
     ) -> (ConnId, String) {
         let conn = match conn {
@@ -144,7 +177,7 @@ impl Registry {
 
     /// The connection silent longest among those that never sent a byte, marked
     /// as being evicted: its address, how long it has been connected, its channel.
-    pub fn pick_silent(&mut self) -> Option<(Peer, std::time::Duration, mpsc::Sender<SessionCommand>)> {
+    pub fn pick_silent(&mut self) -> Option<(Peer, std::time::Duration, SessionSender)> {
         let device = self
             .devices
             .values_mut()
@@ -197,7 +230,7 @@ impl Registry {
 
     /// The command channel of the live connection that holds `name` by its HELLO id,
     /// other than `except`: the one a takeover replaces.
-    pub fn held_by_id(&self, name: &str, except: ConnId) -> Option<mpsc::Sender<SessionCommand>> {
+    pub fn held_by_id(&self, name: &str, except: ConnId) -> Option<SessionSender> {
         let conn = *self.names.get(name)?;
         let device = self.devices.get(&conn)?;
         (conn != except && device.named_by_id).then(|| device.commands.clone())
@@ -250,7 +283,7 @@ mod tests {
     use super::*;
 
     fn add(r: &mut Registry, ip: &str, port: u16) -> (ConnId, String) {
-        let (tx, _rx) = mpsc::channel(1);
+        let (tx, _rx) = session_channel();
         let peer = Peer::Net(std::net::SocketAddr::new(ip.parse().expect("ip"), port));
         let (conn, name) = r.register(peer, ip, None, tx, Arc::default());
         r.announce(conn, "lines");

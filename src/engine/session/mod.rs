@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio::net::TcpStream;
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
@@ -131,7 +131,7 @@ pub(super) async fn run(
         auto_cf,
         idle,
     } = opened;
-    let (tx, commands) = mpsc::channel(16);
+    let (tx, commands) = super::registry::session_channel();
     let stats = Arc::new(Stats::default());
     let base = super::names::device_folder(&base);
     let (conn, device) = shared
@@ -217,6 +217,18 @@ enum Mode {
     Frames(Box<frames::FramesState>),
     YmodemRx(Box<ymodem::YmodemRx>),
     YmodemTx(Box<ymodem::YmodemTx>),
+}
+
+/// What a session's one timer is set for.
+#[derive(Debug, Clone, Copy)]
+enum Deadline {
+    Auto,
+    Identify,
+    Stall,
+    Idle,
+    Push,
+    Ymodem,
+    PartialLine,
 }
 
 /// Why a session ended.
@@ -331,7 +343,7 @@ struct Session {
     folder: PathBuf,
     peer: Peer,
     stats: Arc<Stats>,
-    commands: mpsc::Receiver<SessionCommand>,
+    commands: super::registry::SessionReceiver,
     mode: Mode,
     protocol: &'static str,
     announced: bool,
@@ -411,13 +423,27 @@ impl Session {
             let push_deadline = self.push_deadline();
             let push_ready = self.push_ready();
             let idle_deadline = idle_timeout.map(|t| self.last_heard + t);
+            // One timer for all the deadlines, the earliest first (on a tie, the
+            // first listed): every timer costs each of 10,000 idle tasks 112 bytes.
+            let next = [
+                (auto_deadline, Deadline::Auto),
+                (identify_deadline, Deadline::Identify),
+                (stall_deadline, Deadline::Stall),
+                (idle_deadline, Deadline::Idle),
+                (push_deadline, Deadline::Push),
+                (ymodem_deadline, Deadline::Ymodem),
+                (partial_deadline, Deadline::PartialLine),
+            ]
+            .into_iter()
+            .filter_map(|(at, which)| at.map(|at| (at, which)))
+            .min_by_key(|(at, _)| *at);
             let far = Instant::now() + Duration::from_secs(86_400);
             tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => {
                     return if self.shared.cancel.is_cancelled() { End::Stopped } else { End::Closed };
                 }
-                command = self.commands.recv() => match command {
+                command = self.commands.recv() => match command.map(|c| *c) {
                     Some(SessionCommand::Send(text)) => {
                         if let Err(end) = Box::pin(self.send_command(&text)).await {
                             return end;
@@ -479,44 +505,42 @@ impl Session {
                         Err(e) => return End::Failed(format!("connection error: {e}")),
                     }
                 }
-                _ = sleep_until(auto_deadline.unwrap_or(far)), if auto_deadline.is_some() => {
-                    auto_deadline = None;
-                    if matches!(self.mode, Mode::Undecided) {
-                        if self.shared.settings.token.is_some() {
-                            return Box::pin(self.refuse_unauthenticated("cf")).await;
+                _ = sleep_until(next.map_or(far, |(at, _)| at)), if next.is_some() => {
+                    let which = next.map(|(_, which)| which);
+                    match which {
+                        Some(Deadline::Auto) => {
+                            auto_deadline = None;
+                            if matches!(self.mode, Mode::Undecided) {
+                                if self.shared.settings.token.is_some() {
+                                    return Box::pin(self.refuse_unauthenticated("cf")).await;
+                                }
+                                if let Err(end) = Box::pin(self.start_cf(true)).await {
+                                    return end;
+                                }
+                            }
                         }
-                        if let Err(end) = Box::pin(self.start_cf(true)).await {
-                            return end;
+                        Some(Deadline::Identify) => return self.unidentified().await,
+                        Some(Deadline::Stall) => {
+                            if let Err(end) = Box::pin(self.abandon_partial_frame()).await {
+                                return end;
+                            }
                         }
+                        Some(Deadline::Idle) => return End::Idle(idle_timeout.unwrap_or_default()),
+                        Some(Deadline::Push) => Box::pin(self.push_timeout()).await,
+                        Some(Deadline::Ymodem) => {
+                            if let Err(end) = Box::pin(self.ymodem_timeout()).await {
+                                return end;
+                            }
+                        }
+                        Some(Deadline::PartialLine) => Box::pin(self.flush_partial_line()).await,
+                        None => {}
                     }
-                }
-                _ = sleep_until(identify_deadline.unwrap_or(far)), if identify_deadline.is_some() => {
-                    return self.unidentified().await;
-                }
-                _ = sleep_until(stall_deadline.unwrap_or(far)), if stall_deadline.is_some() => {
-                    if let Err(end) = Box::pin(self.abandon_partial_frame()).await {
-                        return end;
-                    }
-                }
-                _ = sleep_until(idle_deadline.unwrap_or(far)), if idle_deadline.is_some() => {
-                    return End::Idle(idle_timeout.unwrap_or_default());
-                }
-                _ = sleep_until(push_deadline.unwrap_or(far)), if push_deadline.is_some() => {
-                    Box::pin(self.push_timeout()).await;
                 }
                 // Last: a pushed file's frames go out between reads and commands.
                 _ = std::future::ready(()), if push_ready => {
                     if let Err(end) = Box::pin(self.push_step()).await {
                         return end;
                     }
-                }
-                _ = sleep_until(ymodem_deadline.unwrap_or(far)), if ymodem_deadline.is_some() => {
-                    if let Err(end) = Box::pin(self.ymodem_timeout()).await {
-                        return end;
-                    }
-                }
-                _ = sleep_until(partial_deadline.unwrap_or(far)), if partial_deadline.is_some() => {
-                    Box::pin(self.flush_partial_line()).await;
                 }
             }
         }

@@ -1,0 +1,36 @@
+#!/usr/bin/env python3
+"""N idle devices on a running console: its RSS and CPU.
+
+usage: idle.py PORT N CONSOLE_PID PROTO   (lines: each says one line; auto: silent)
+"""
+import socket
+import sys
+import time
+
+port, n, pid, proto = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+
+
+def rss():
+    with open(f"/proc/{pid}/status") as f:
+        return int([line for line in f if line.startswith("VmRSS")][0].split()[1])
+
+
+def cpu():
+    with open(f"/proc/{pid}/stat") as f:
+        return sum(int(x) for x in f.read().rsplit(")", 1)[1].split()[11:13])
+
+
+before = rss()
+socks = []
+for i in range(n):
+    s = socket.create_connection(("127.0.0.1", port))
+    if proto == "lines":
+        s.sendall(b"hello\n")  # speak once, then stay idle
+    socks.append(s)
+time.sleep(2.0)  # auto: every device gets its greeting and becomes cf
+after = rss()
+c0 = cpu()
+time.sleep(2.0)
+c1 = cpu()
+print(f"{proto:5}: RSS {before / 1024:.1f} MiB idle console -> {after / 1024:.1f} MiB with {n} devices "
+      f"({(after - before) * 1024 / n:.0f} bytes each); CPU over 2 s idle: {c1 - c0} ticks")
