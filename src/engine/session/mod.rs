@@ -390,12 +390,12 @@ impl Session {
             }
             ListenProtocol::Cf => Box::pin(self.start_cf(false)).await,
             ListenProtocol::Lines => {
-                self.start_lines().await;
+                Box::pin(self.start_lines()).await;
                 Ok(())
             }
             ListenProtocol::Ymodem => {
                 self.mode = Mode::Lines(LineDecoder::new(self.shared.settings.max_line));
-                self.announce("ymodem").await;
+                Box::pin(self.announce("ymodem")).await;
                 Box::pin(self.start_ymodem_receive()).await
             }
         };
@@ -403,8 +403,11 @@ impl Session {
             return end;
         }
         loop {
-            // Whatever this turn said goes to the journal before the session waits.
-            self.flush_log_batch().await;
+            // Whatever this turn said goes to the journal before the session waits
+            // (boxed: its future must not size every idle connection's task).
+            if !self.log_batch.is_empty() {
+                Box::pin(self.flush_log_batch()).await;
+            }
             let partial_deadline = self.partial_since.map(|t| t + PARTIAL_LINE_IDLE);
             // A frame device that never completes a frame would hold a connection
             // slot unseen (it is listed only once identified): it gets a deadline.
@@ -483,7 +486,7 @@ impl Session {
                     // A device that never stops sending garbage keeps this branch ready:
                     // the deadline is checked here too, not only by its own timer.
                     if identify_deadline.is_some_and(|d| Instant::now() >= d) {
-                        return self.unidentified().await;
+                        return Box::pin(self.unidentified()).await;
                     }
                     match self.read_once() {
                         Ok(None) => {}
@@ -519,7 +522,7 @@ impl Session {
                                 }
                             }
                         }
-                        Some(Deadline::Identify) => return self.unidentified().await,
+                        Some(Deadline::Identify) => return Box::pin(self.unidentified()).await,
                         Some(Deadline::Stall) => {
                             if let Err(end) = Box::pin(self.abandon_partial_frame()).await {
                                 return end;
