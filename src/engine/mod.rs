@@ -1,6 +1,7 @@
 //! The engine: listeners, sessions, the file sink, the journal and the registry.
 //! It takes [`Command`]s and emits [`Event`]s and knows nothing of any front end.
 
+pub mod command_queue;
 pub mod event;
 pub mod event_queue;
 pub mod journal;

@@ -5,8 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use tokio::sync::mpsc;
-
+use super::command_queue;
 use super::event::{ConnId, DeviceInfo};
 use super::link::Peer;
 
@@ -50,28 +49,28 @@ pub enum SessionCommand {
     YmodemSend(Vec<crate::protocol::ymodem::OutFile>),
 }
 
-/// The way to a session: its commands, boxed so the channel's first block (32
-/// slots, allocated with the channel) stays small for each of 10,000 devices.
+/// The way to a session: its commands, in a queue small enough for each of
+/// 10,000 idle devices (see [`super::command_queue`]).
 #[derive(Debug, Clone)]
-pub struct SessionSender(mpsc::Sender<Box<SessionCommand>>);
+pub struct SessionSender(command_queue::Sender<SessionCommand>);
 
-pub type SessionReceiver = mpsc::Receiver<Box<SessionCommand>>;
+pub type SessionReceiver = command_queue::Receiver<SessionCommand>;
 
 /// A session's command channel (a few commands wait at most).
 pub fn session_channel() -> (SessionSender, SessionReceiver) {
-    let (tx, rx) = mpsc::channel(16);
+    let (tx, rx) = command_queue::channel(16);
     (SessionSender(tx), rx)
 }
 
 impl SessionSender {
     /// Waits for room; an error when the session is gone.
     pub async fn send(&self, command: SessionCommand) -> Result<(), SessionGone> {
-        self.0.send(Box::new(command)).await.map_err(|_| SessionGone)
+        self.0.send(command).await.map_err(|_| SessionGone)
     }
 
     /// An error when the queue is full or the session is gone.
     pub fn try_send(&self, command: SessionCommand) -> Result<(), SessionGone> {
-        self.0.try_send(Box::new(command)).map_err(|_| SessionGone)
+        self.0.try_send(command).map_err(|_| SessionGone)
     }
 
     pub fn is_closed(&self) -> bool {

@@ -446,7 +446,7 @@ impl Session {
                 _ = self.cancel.cancelled() => {
                     return if self.shared.cancel.is_cancelled() { End::Stopped } else { End::Closed };
                 }
-                command = self.commands.recv() => match command.map(|c| *c) {
+                command = self.commands.recv() => match command {
                     Some(SessionCommand::Send(text)) => {
                         if let Err(end) = Box::pin(self.send_command(&text)).await {
                             return end;
