@@ -61,8 +61,9 @@ impl LineDecoder {
                 }
             }
         }
-        if self.buf.is_empty() && self.buf.capacity() > 4096 {
-            // An idle connection should not keep a large buffer alive.
+        if self.buf.is_empty() {
+            // An idle connection keeps no buffer alive: an emptied one may still
+            // share the allocation of the lines it handed out.
             self.buf = BytesMut::new();
         }
     }

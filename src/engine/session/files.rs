@@ -15,7 +15,7 @@ impl Session {
             return None;
         }
         self.make_room_for_part().await;
-        let part = match PartFile::create(self.folder.clone(), name.to_string()).await {
+        let part = match PartFile::create(self.folder(), name.to_string()).await {
             Ok(part) => part.counted_in(&self.shared.open_files),
             Err(e) => {
                 self.disk_failure(name, &e, None, size).await;
@@ -44,7 +44,7 @@ impl Session {
         ended_by_close: bool,
     ) -> Option<PathBuf> {
         let part = finished.part_path.clone();
-        let path = match place(finished.part_path, self.folder.clone(), name.to_string()).await {
+        let path = match place(finished.part_path, self.folder(), name.to_string()).await {
             Ok(p) => p,
             Err(e) => {
                 // Complete and checked: kept as `.part` rather than lost.
@@ -126,7 +126,7 @@ impl Session {
     /// `part_removed` event. A device that begins files and never ends them can then
     /// not fill the disk with them.
     pub(super) async fn make_room_for_part(&mut self) {
-        let folder = self.folder.clone();
+        let folder = self.folder();
         let parts = tokio::task::spawn_blocking(move || sink::list_parts(&folder))
             .await
             .unwrap_or_default();
@@ -169,13 +169,13 @@ impl Session {
             let message = format!(
                 "cannot write {name} from {} in {}: {e}",
                 self.device,
-                self.folder.display()
+                self.folder().display()
             );
             self.shared.emit(EventKind::Error { message }).await;
         }
         let mut kept = None;
         if let Some(part) = part {
-            let room = safe_fs::free_space(&self.folder);
+            let room = safe_fs::free_space(&self.folder());
             if resumable_rest.is_some_and(|rest| room.is_some_and(|free| free > rest)) {
                 kept = Some(part.display().to_string());
             } else {

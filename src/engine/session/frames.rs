@@ -407,7 +407,6 @@ impl Session {
                 let base = crate::engine::names::device_folder(id);
                 self.take_over(&base).await;
                 if let Some(name) = self.shared.registry().rename_by_id(self.conn, &base) {
-                    self.folder = self.shared.settings.dir.join(&name);
                     self.device = name;
                 }
             }
@@ -496,7 +495,7 @@ impl Session {
         {
             // Saved already (its SAVED was lost, or the device restarted): "I hold
             // all of it"; the CRC at FILE_END decides.
-            let copies = saved_copies(self.folder.clone(), name.clone(), size).await;
+            let copies = saved_copies(self.folder(), name.clone(), size).await;
             if !copies.is_empty() {
                 if let Mode::Frames(state) = &mut self.mode {
                     state
@@ -531,7 +530,7 @@ impl Session {
             Some(part) => Ok(part),
             None => {
                 self.make_room_for_part().await;
-                PartFile::create(self.folder.clone(), name.clone()).await
+                PartFile::create(self.folder(), name.clone()).await
             }
         };
         let part = match opened {
@@ -604,7 +603,7 @@ impl Session {
             size,
         };
         for n in 0..RESUME_CANDIDATES {
-            let part = self.folder.join(format!("{}.part", numbered(name, n)));
+            let part = self.folder().join(format!("{}.part", numbered(name, n)));
             let meta = meta_path(&part);
             let matches = tokio::task::spawn_blocking(move || {
                 safe_fs::read(&meta)

@@ -149,7 +149,9 @@ impl Session {
 
     pub(super) async fn text_in(&mut self, bytes: &[u8]) {
         // The bytes as read since the last text (its line ending included).
-        let raw = (!self.wire_in.is_empty()).then(|| self.wire_in.split().freeze());
+        // Taken, not split: a split would keep the buffer alive in `wire_in`
+        // after the event is gone, for every idle device.
+        let raw = (!self.wire_in.is_empty()).then(|| std::mem::take(&mut self.wire_in).freeze());
         self.text_with_raw(Direction::In, from_device(bytes), raw).await;
     }
 }

@@ -144,7 +144,6 @@ pub(super) async fn run(
         closed: false,
     };
     let mut session = Session {
-        folder: shared.settings.dir.join(&device),
         shared,
         stream,
         cancel,
@@ -340,7 +339,6 @@ struct Session {
     idle: Option<Duration>,
     conn: ConnId,
     device: String,
-    folder: PathBuf,
     peer: Peer,
     stats: Arc<Stats>,
     commands: super::registry::SessionReceiver,
@@ -797,6 +795,12 @@ impl Session {
                 raw,
             })
             .await;
+    }
+
+    /// This device's folder of received files (built when needed: 10,000 idle
+    /// devices need not hold it).
+    fn folder(&self) -> PathBuf {
+        self.shared.settings.dir.join(&self.device)
     }
 
     /// Sends the conversation lines gathered this turn to the journal.
