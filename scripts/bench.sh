@@ -58,7 +58,7 @@ for section in "${sections[@]}"; do
   idle)
     echo "== $idle idle devices =="
     for proto in lines auto; do
-      port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+      port=$(python3 scripts/bench/common.py free-port)
       "$bin" --no-tui --json --no-log --listen $proto://127.0.0.1:$port --max-connections $((idle + 10)) --dir "$work/idle" > "$work/idle.log" 2>&1 &
       console=$!
       for _ in $(seq 200); do grep -q listening "$work/idle.log" 2>/dev/null && break; sleep 0.05; done

@@ -7,17 +7,17 @@ import socket
 import sys
 import time
 
+from common import TICK, cpu_seconds, rss_kib
+
 port, n, pid, proto = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 
 
 def rss():
-    with open(f"/proc/{pid}/status") as f:
-        return int([line for line in f if line.startswith("VmRSS")][0].split()[1])
+    return rss_kib(pid)
 
 
 def cpu():
-    with open(f"/proc/{pid}/stat") as f:
-        return sum(int(x) for x in f.read().rsplit(")", 1)[1].split()[11:13])
+    return round(cpu_seconds(pid) * TICK)
 
 
 before = rss()

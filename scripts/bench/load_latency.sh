@@ -5,7 +5,7 @@
 set -euo pipefail
 bin=$1; uploaders=$2; count=$3; work=$4
 here=$(cd "$(dirname "$0")" && pwd)
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+free_port() { python3 "$here/common.py" free-port; }
 mkdir -p "$work/lat"
 port=$(free_port); eport=$(free_port)
 fifo=$work/lat/stdin; rm -f "$fifo"; mkfifo "$fifo"

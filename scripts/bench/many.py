@@ -15,15 +15,9 @@ import subprocess
 import sys
 import time
 
+from common import free_port
+
 BIN, DEVICES, FILES, SIZE_MIB, WORK = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def digest(path):

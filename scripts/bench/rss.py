@@ -5,20 +5,17 @@ while `benchlink send` uploads SIZE_MIB MiB (native frames).
 usage: rss.py BIN SIZE_MIB WORK
 """
 import os
-import socket
 import subprocess
 import sys
 import time
+
+from common import free_port, rss_kib
 
 BIN, SIZE_MIB, WORK = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 
 
 def rss_mib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+    return rss_kib(pid) / 1024
 
 
 def main():
@@ -29,10 +26,7 @@ def main():
             for i in range(SIZE_MIB):
                 # Not all the same MiB: a file system that dedups must not flatter us.
                 f.write(i.to_bytes(8, "little") + block[8:])
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
+    port = free_port()
     folder = os.path.join(WORK, "rx-rss")
     console = subprocess.Popen([BIN, "--no-tui", "--no-log", "--listen", f"frames://127.0.0.1:{port}", "--dir", folder],
                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

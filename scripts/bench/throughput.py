@@ -16,25 +16,12 @@ import subprocess
 import sys
 import time
 
+from common import cpu_seconds as cpu_of, free_port
+
 BIN, SIZE_MIB, ROUNDS, WORK = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 WHICH = sys.argv[5:] or ["frames", "cf", "lines"]
 SIZE = SIZE_MIB << 20
 GIB = SIZE / (1 << 30)
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def cpu_of(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def children_cpu():
