@@ -16,7 +16,6 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use super::event::{Direction, Event, EventKind};
 use super::event_queue::EventSender;
 use super::safe_fs;
-use crate::text::for_terminal;
 
 pub const MANIFEST: &str = "received.jsonl";
 pub const CONVERSATION_LOG: &str = "conversation.log";
@@ -93,12 +92,6 @@ impl Journal {
         };
         let room = Arc::new(Semaphore::new(MAX_QUEUED_BYTES));
         (Journal { tx, room }, JournalThread(handle))
-    }
-
-    /// One line of a device's conversation.
-    pub async fn conversation(&self, device: &str, direction: Direction, text: &str) {
-        self.conversation_batch(device, &[(direction, for_terminal(text).into_owned())])
-            .await;
     }
 
     /// Lines of a device's conversation that arrived together (one read), already

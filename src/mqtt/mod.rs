@@ -370,14 +370,6 @@ impl Topics {
     }
 }
 
-/// The broker's state, for the screen's header.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BrokerState {
-    Connecting,
-    Connected,
-    Down(String),
-}
-
 /// A command taken from the broker: where its reply goes, with the id and the
 /// MQTT 5 correlation data it came with.
 struct Pending {
