@@ -9,6 +9,7 @@
 #   latency     PING and a typed command while 0, 20 and 100 devices upload
 #   idle        10,000 idle devices: RSS and CPU
 #   rss         RSS through a 4 GiB upload
+#   tui         keypress-to-screen through a pty: 10,000 devices, 10,000 events/s
 # (default: all of them). SIZE_MIB=256 ROUNDS=3 make the throughput rounds
 # shorter; IDLE=100000 measures more idle devices where descriptors allow.
 # Needs socat and python3; works in a temporary folder on tmpfs (the data path
@@ -16,7 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sections=("$@")
-[ ${#sections[@]} -gt 0 ] || sections=(throughput many latency idle rss)
+[ ${#sections[@]} -gt 0 ] || sections=(throughput many latency idle rss tui)
 size_mib=${SIZE_MIB:-1024}
 rounds=${ROUNDS:-5}
 idle=${IDLE:-10000}
@@ -71,6 +72,10 @@ for section in "${sections[@]}"; do
     python3 scripts/bench/rss.py "$bin" 4096 "$work"
     rm -f "$work/big.bin"
     ;;
-  *) echo "unknown section $section: throughput, many, latency, idle or rss" >&2; exit 2 ;;
+  tui)
+    echo "== tui: keypress-to-screen, F1 until the help is drawn =="
+    python3 scripts/bench/tui.py "$bin" "$work" "$idle" 10000 50
+    ;;
+  *) echo "unknown section $section: throughput, many, latency, idle, rss or tui" >&2; exit 2 ;;
   esac
 done

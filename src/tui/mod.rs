@@ -34,6 +34,9 @@ use theme::Theme;
 
 /// Redraws at most this often, however many events arrive.
 const FRAME_INTERVAL: Duration = Duration::from_millis(33);
+/// A key is drawn sooner: the operator waits for it, and keys come at human
+/// speed (a held key or a fast wheel still draws at most this often).
+const KEY_FRAME_INTERVAL: Duration = Duration::from_millis(4);
 /// Events applied between two draws at most, so keys are never starved by a flood.
 const EVENTS_PER_FRAME: usize = 2_000;
 /// Images larger than this are previewed as hex (decoding them could take too much memory).
@@ -177,6 +180,7 @@ async fn event_loop(
     let mut signals = Signals::new();
     let mut dirty = true;
     let mut next_draw = Instant::now();
+    let mut last_draw = Instant::now();
     let mut quitting: Option<Instant> = None;
     let mut history_loaded = false;
     let mut terminal_gone = false;
@@ -199,7 +203,8 @@ async fn event_loop(
             let image = preview_image.as_ref().map(|(_, p, _)| p);
             terminal.draw(|frame| render::draw(frame, &app, &theme, image))?;
             dirty = false;
-            next_draw = Instant::now() + FRAME_INTERVAL;
+            last_draw = Instant::now();
+            next_draw = last_draw + FRAME_INTERVAL;
         }
         if let Some(since) = quitting
             && since.elapsed() > QUIT_GRACE
@@ -232,6 +237,7 @@ async fn event_loop(
                         let panes = Panes::compute(app.screen, app.show_log);
                         actions.extend(app.on_terminal(&event, &panes));
                         dirty = true;
+                        next_draw = next_draw.min(last_draw + KEY_FRAME_INTERVAL);
                     }
                     // The terminal went away (an SSH drop): stop cleanly, once.
                     Some(Err(_)) | None => {
