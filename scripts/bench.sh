@@ -11,7 +11,8 @@
 #   rss         RSS through a 4 GiB upload
 #   tui         keypress-to-screen through a pty: 10,000 devices, 10,000 events/s
 # (default: all of them). SIZE_MIB=256 ROUNDS=3 make the throughput rounds
-# shorter; IDLE=100000 measures more idle devices where descriptors allow.
+# shorter; IDLE=100000 measures more idle devices where descriptors allow;
+# LAT_LOADS="20 100" picks the latency section's numbers of uploaders.
 # Needs socat and python3; works in a temporary folder on tmpfs (the data path
 # is measured, not the disk) and removes it and every process it started on exit.
 set -euo pipefail
@@ -51,7 +52,7 @@ for section in "${sections[@]}"; do
     ;;
   latency)
     echo "== latency: round trips in ms while devices upload 16 MiB files in a loop =="
-    for n in 0 20 100; do
+    for n in ${LAT_LOADS:-0 20 100}; do
       echo "-- $n uploading"
       scripts/bench/load_latency.sh "$bin" $n 1000 "$work"
     done

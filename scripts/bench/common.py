@@ -1,8 +1,11 @@
 """Helpers the bench scripts share: a free port, a process's RSS and CPU.
-`python3 common.py free-port` prints a free port for the shell scripts."""
+`python3 common.py free-port` prints a free port for the shell scripts;
+`python3 common.py rx-meter DIR OUT STOP` removes saved files and meters
+what arrives (see rx_meter)."""
 import os
 import socket
 import sys
+import time
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -31,5 +34,34 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
+def rx_meter(folder, out, stop):
+    """Until STOP exists: every 0.2 s removes the uploads (payload*.bin) saved in FOLDER (so the
+    disk never fills) and writes "TIME BYTES" to OUT, BYTES being all that
+    arrived so far: the removed files plus the files still being written
+    (`.part`). Two readings give the upload rate exactly, the files under way
+    included, which counting completed files would miss."""
+    removed = 0
+    while not os.path.exists(stop):
+        under_way = 0
+        for root, _, names in os.walk(folder):
+            for name in names:
+                path = os.path.join(root, name)
+                try:
+                    size = os.path.getsize(path)
+                    if name.endswith(".part"):
+                        under_way += size
+                    elif name.startswith("payload") and name.endswith(".bin"):
+                        os.remove(path)
+                        removed += size
+                except OSError:
+                    pass  # renamed or removed meanwhile: counted on the next pass
+        with open(out + ".tmp", "w") as f:
+            f.write(f"{time.monotonic()} {removed + under_way}\n")
+        os.replace(out + ".tmp", out)
+        time.sleep(0.2)
+
+
 if __name__ == "__main__" and sys.argv[1:] == ["free-port"]:
     print(free_port())
+elif __name__ == "__main__" and sys.argv[1:2] == ["rx-meter"]:
+    rx_meter(*sys.argv[2:5])

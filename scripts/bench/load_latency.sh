@@ -17,26 +17,25 @@ echo_pid=$!
 for _ in $(seq 100); do grep -q listening "$work/lat/console.log" 2>/dev/null && break; sleep 0.05; done
 payload=$work/lat/payload.bin
 [ -f "$payload" ] || head -c $((16 << 20)) /dev/urandom > "$payload"
-rm -f "$work/lat/stop" "$work"/lat/done.*
+rm -f "$work/lat/stop"
 loaders=()
 for i in $(seq "$uploaders"); do
   ( while [ ! -e "$work/lat/stop" ]; do
-      "$bin" send --to 127.0.0.1:$port --id "up$i" "$payload" > /dev/null 2>&1 && echo >> "$work/lat/done.$i"
+      "$bin" send --to 127.0.0.1:$port --id "up$i" "$payload" > /dev/null 2>&1 || true
     done ) &
   loaders+=($!)
 done
-# Saved files are removed as they come: the measurement is not about the disk filling.
-( while [ ! -e "$work/lat/stop" ]; do find "$work/lat/rx" -type f -name 'payload*.bin' -delete 2>/dev/null; sleep 0.5; done ) &
+# Saved files are removed as they come (the measurement is not about the disk
+# filling), and what arrives is metered, files under way included.
+python3 "$here/common.py" rx-meter "$work/lat/rx" "$work/lat/meter" "$work/lat/stop" &
 cleaner=$!
 [ "$uploaders" -eq 0 ] || sleep 2
-done_count() { cat "$work"/lat/done.* 2>/dev/null | wc -l || true; }
-before=$(done_count)
-t0=$(date +%s.%N)
+reading() { sleep 0.25; cat "$work/lat/meter" 2>/dev/null || echo "0 0"; }
+before=$(reading)
 python3 "$here/latency.py" "$port" "$eport" "$fifo" "$count"
-t1=$(date +%s.%N)
-after=$(done_count)
+after=$(reading)
 touch "$work/lat/stop"
-python3 -c "import sys; n=int(sys.argv[1]); s=float(sys.argv[3])-float(sys.argv[2]); print(f'uploads {n} files of 16 MiB in {s:.1f} s: {n*16/1024/s:.2f} GiB/s')" $((after - before)) "$t0" "$t1"
+python3 -c "import sys; t0, b0, t1, b1 = map(float, sys.argv[1:]); s = t1 - t0; print(f'uploads {(b1 - b0) / 2**30:.1f} GiB in {s:.1f} s: {(b1 - b0) / 2**30 / s:.2f} GiB/s')" $before $after
 kill "${loaders[@]}" $cleaner $echo_pid 2>/dev/null || true
 kill $console 2>/dev/null || true
 wait 2>/dev/null || true

@@ -87,8 +87,23 @@ pub(crate) struct Shared {
     links: Mutex<Vec<links::LinkEntry>>,
     /// Pushes a disconnect cut, by device name: sent again when it is back.
     pending_pushes: Mutex<PendingPushes>,
+    /// Turns for sessions that stream (a file arriving): as many as there are
+    /// worker threads, so a quiet device's PING never queues behind more than a
+    /// few turns of file data, however many devices upload.
+    pub bulk_turns: Arc<Semaphore>,
     /// The received folder's lock, held as long as the engine lives.
     _dir_lock: std::fs::File,
+}
+
+/// The cores this machine has: streaming turns at once (see `Shared::bulk_turns`),
+/// and one worker thread more than that (see `main`).
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// One streaming turn at a time per core: more would only queue on the same cores.
+fn bulk_turns() -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(cores()))
 }
 
 impl Shared {
@@ -199,6 +214,7 @@ pub(crate) fn test_shared(settings: Settings) -> (Arc<Shared>, EventReceiver) {
         max_connections: 16,
         links: Mutex::default(),
         pending_pushes: Mutex::default(),
+        bulk_turns: bulk_turns(),
         _dir_lock: lock,
     });
     (shared, rx)
@@ -353,6 +369,7 @@ impl Engine {
             max_connections,
             links: Mutex::default(),
             pending_pushes: Mutex::default(),
+            bulk_turns: bulk_turns(),
             _dir_lock: self._lock,
         });
         let listeners = self.listeners;

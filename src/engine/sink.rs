@@ -144,6 +144,12 @@ impl PartFile {
         self.accepted == 0
     }
 
+    /// Whether writing `more` bytes now would wait for the batch still being
+    /// written (the disk is behind): the caller gives back what others need first.
+    pub fn would_wait(&self, more: usize) -> bool {
+        self.batch_len + more >= FLUSH_AT && self.in_flight.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
     /// Takes a chunk without copying it; writes to disk once a batch is full.
     pub async fn write(&mut self, data: Bytes) -> io::Result<()> {
         self.accepted += data.len() as u64;

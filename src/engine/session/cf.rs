@@ -87,6 +87,7 @@ impl Session {
             return;
         }
         t.observed.observe(&data);
+        give_back_turn_before(&mut self.turn, &t.part, data.len());
         if let Err(e) = t.part.write(data).await {
             let (name, part) = (t.name.clone(), t.part.part_path().to_path_buf());
             self.cf_file = CfFile::Discarding;

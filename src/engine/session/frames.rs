@@ -9,7 +9,7 @@ use bytes::BytesMut;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::{End, Mode, Session, Transfer, progress_due};
+use super::{End, Mode, Session, Transfer, give_back_turn_before, progress_due};
 use crate::engine::event::{Direction, EventKind};
 use crate::engine::names::{numbered, sanitize};
 use crate::engine::ratelimit::{RateLimit, more};
@@ -710,6 +710,7 @@ impl Session {
             }
         }
         let appended = data.len() as u64;
+        give_back_turn_before(&mut self.turn, &transfer.part, data.len());
         if let Err(e) = transfer.part.write(data).await {
             let name = transfer.name.clone();
             let part = transfer.part.part_path().to_path_buf();

@@ -101,6 +101,7 @@ impl Session {
         let Some(t) = self.carved.as_mut() else {
             return; // its file could not be made: dropped (said already)
         };
+        give_back_turn_before(&mut self.turn, &t.part, bytes.len());
         if let Err(e) = t.part.write(bytes).await {
             let (name, part) = (t.name.clone(), t.part.part_path().to_path_buf());
             self.carved = None;

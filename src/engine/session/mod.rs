@@ -162,6 +162,8 @@ pub(super) async fn run(
         cf_file: CfFile::None,
         last_heard: Instant::now(),
         last_byte: None,
+        streaming: false,
+        turn: None,
         carver: None,
         carved: None,
         eol: None,
@@ -367,6 +369,10 @@ struct Session {
     /// waits again (one entry per read, not one per line).
     log_batch: Vec<(Direction, String)>,
     log_batch_bytes: usize,
+    /// The last read was large (a file streaming in): the next waits for a turn.
+    streaming: bool,
+    /// The streaming turn held while a read is processed (see `Shared::bulk_turns`).
+    turn: Option<OwnedSemaphorePermit>,
 }
 
 /// Bytes of raw text kept for the next text event.
@@ -486,7 +492,16 @@ impl Session {
                     if identify_deadline.is_some_and(|d| Instant::now() >= d) {
                         return Box::pin(self.unidentified()).await;
                     }
-                    match self.read_once() {
+                    // A stream waits for its turn to read outside the run queue, so
+                    // the queue holds a few reads of file data, not one per uploader.
+                    // The turn is given back before anything that waits (a write
+                    // to disk), so it only ever waits for a core.
+                    if self.streaming {
+                        self.turn = Box::pin(Arc::clone(&self.shared.bulk_turns).acquire_owned()).await.ok();
+                    }
+                    let read = self.read_once();
+                    self.streaming = matches!(read, Ok(Some(n)) if n >= YIELD_AFTER_READ);
+                    match read {
                         Ok(None) => {}
                         Ok(Some(0)) => return End::DeviceClosed,
                         Ok(Some(n)) => {
@@ -498,6 +513,7 @@ impl Session {
                             // the others run after each large read, or a PING from a
                             // quiet device waits behind many megabytes of file data
                             // (tokio's own budget allows 128 reads before it yields).
+                            self.turn = None;
                             if n >= YIELD_AFTER_READ {
                                 tokio::task::yield_now().await;
                             }
@@ -851,6 +867,14 @@ impl Session {
 }
 
 /// `90 s`, `10 min`, `2 h`: a duration as people say it.
+/// Gives back the streaming turn before a write that will wait for the disk:
+/// the other streams read meanwhile.
+fn give_back_turn_before(turn: &mut Option<OwnedSemaphorePermit>, part: &PartFile, len: usize) {
+    if part.would_wait(len) {
+        *turn = None;
+    }
+}
+
 fn humantime_short(d: Duration) -> String {
     let s = d.as_secs();
     match s {

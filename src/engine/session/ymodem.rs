@@ -194,6 +194,7 @@ impl Session {
             }
             return;
         }
+        give_back_turn_before(&mut self.turn, &t.part, bytes.len());
         if let Err(e) = t.part.write(bytes).await {
             let (name, part) = (t.name.clone(), t.part.part_path().to_path_buf());
             rx.file = None;
