@@ -115,13 +115,16 @@ pub(super) enum Ended {
 }
 
 /// Runs a device session to its end; returns how it ended and the name the
-/// device had last (a HELLO may have renamed it).
-pub(super) async fn run(
+/// device had last (a HELLO may have renamed it). The device is registered at
+/// once; the returned task holds only the session (an async fn would also keep
+/// its arguments for the task's whole life: 10,000 idle devices are 10,000
+/// tasks).
+pub(super) fn run(
     shared: Arc<Shared>,
     opened: Opened,
     listen: ListenProtocol,
-    _permit: Option<OwnedSemaphorePermit>,
-) -> (Ended, String) {
+    permit: Option<OwnedSemaphorePermit>,
+) -> impl std::future::Future<Output = (Ended, String)> + Send + 'static {
     let Opened {
         stream,
         peer,
@@ -171,15 +174,19 @@ pub(super) async fn run(
         log_batch: Vec::new(),
         log_batch_bytes: 0,
     };
-    let end = session.serve(listen).await;
-    let ended = match &end {
-        End::Stopped | End::Closed => Ended::Stopped,
-        other => Ended::Gone(other.reason()),
-    };
-    // Boxed: rare, large futures must not size every idle connection's task.
-    Box::pin(session.close(end)).await;
-    guard.closed = true;
-    (ended, session.device)
+    // An async block, not an async fn: a fn's arguments would be kept twice.
+    async move {
+        let end = session.serve(listen).await;
+        let ended = match &end {
+            End::Stopped | End::Closed => Ended::Stopped,
+            other => Ended::Gone(other.reason()),
+        };
+        // Boxed: rare, large futures must not size every idle connection's task.
+        Box::pin(session.close(end)).await;
+        guard.mark_closed();
+        drop(permit); // the connection slot, held to the end
+        (ended, session.device)
+    }
 }
 
 /// Removes the device from the registry however the session ends, a panic included.
@@ -188,6 +195,13 @@ struct Registration {
     conn: ConnId,
     device: String,
     closed: bool,
+}
+
+impl Registration {
+    /// The session said its own goodbye: nothing left to say when dropped.
+    fn mark_closed(&mut self) {
+        self.closed = true;
+    }
 }
 
 impl Drop for Registration {

@@ -229,3 +229,30 @@ async fn a_cf_file_runs_until_the_close_and_is_saved_by_its_format() {
     let path = std::path::PathBuf::from(saved["path"].as_str().unwrap());
     assert_eq!(std::fs::read(path).unwrap(), bmp);
 }
+
+/// 10,000 idle devices are 10,000 of these tasks: their size is most of a
+/// device's memory (docs/performance.md), so it must not creep up unseen.
+#[tokio::test]
+async fn an_idle_session_task_stays_small() {
+    let dir = tempfile::tempdir().unwrap();
+    let (shared, _events) = crate::engine::test_shared(settings(dir.path(), &[]));
+    let (console_end, _device) = tokio::io::duplex(64);
+    let opened = Opened {
+        stream: LinkStream::memory(console_end),
+        peer: Peer::Serial("/dev/ttyTEST0".into()),
+        base: "ttyTEST0".into(),
+        conn: None,
+        cancel: shared.cancel.child_token(),
+        auto_cf: false,
+        idle: None,
+    };
+    let task = run(shared, opened, ListenProtocol::Lines, None);
+    let size = std::mem::size_of_val(&task);
+    // 1,400 bytes on Rust 1.95 (1,768 before the task stopped keeping run's
+    // arguments); a little room for the compiler's layout choices.
+    let session = std::mem::size_of::<Session>();
+    assert!(
+        size <= 1536,
+        "a session's task is {size} bytes (Session {session})"
+    );
+}
