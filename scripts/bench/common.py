@@ -1,7 +1,8 @@
 """Helpers the bench scripts share: a free port, a process's RSS and CPU.
 `python3 common.py free-port` prints a free port for the shell scripts;
 `python3 common.py rx-meter DIR OUT STOP` removes saved files and meters
-what arrives (see rx_meter)."""
+what arrives (see rx_meter); `python3 common.py hold PORT N STOP` keeps N
+idle devices connected."""
 import os
 import socket
 import sys
@@ -61,7 +62,22 @@ def rx_meter(folder, out, stop):
         time.sleep(0.2)
 
 
+def hold(port, n, stop):
+    """N devices connect, say one line each, and stay until STOP exists."""
+    import socket
+
+    socks = []
+    for i in range(n):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(b"idle device %d\n" % i)
+        socks.append(s)
+    while not os.path.exists(stop):
+        time.sleep(0.2)
+
+
 if __name__ == "__main__" and sys.argv[1:] == ["free-port"]:
     print(free_port())
+elif __name__ == "__main__" and sys.argv[1:2] == ["hold"]:
+    hold(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
 elif __name__ == "__main__" and sys.argv[1:2] == ["rx-meter"]:
     rx_meter(*sys.argv[2:5])

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Latency while UPLOADERS devices upload files in a loop with `benchlink send`.
 # usage: load_latency.sh BIN UPLOADERS COUNT WORK
-# Prints latency.py's lines and the upload rate during the measurement.
+# 1,000 idle devices (IDLE_DEVICES) stay connected meanwhile. Prints
+# latency.py's lines and the upload rate during the measurement.
 set -euo pipefail
 bin=$1; uploaders=$2; count=$3; work=$4
 here=$(cd "$(dirname "$0")" && pwd)
@@ -18,6 +19,9 @@ for _ in $(seq 100); do grep -q listening "$work/lat/console.log" 2>/dev/null &&
 payload=$work/lat/payload.bin
 [ -f "$payload" ] || head -c $((16 << 20)) /dev/urandom > "$payload"
 rm -f "$work/lat/stop"
+# 1,000 idle devices besides, as on a busy bench (IDLE_DEVICES= to change).
+python3 "$here/common.py" hold "$port" "${IDLE_DEVICES:-1000}" "$work/lat/stop" &
+holder=$!
 loaders=()
 for i in $(seq "$uploaders"); do
   ( while [ ! -e "$work/lat/stop" ]; do
@@ -29,14 +33,14 @@ done
 # filling), and what arrives is metered, files under way included.
 python3 "$here/common.py" rx-meter "$work/lat/rx" "$work/lat/meter" "$work/lat/stop" &
 cleaner=$!
-[ "$uploaders" -eq 0 ] || sleep 2
+sleep 2  # the idle devices connected, the uploads under way
 reading() { sleep 0.25; cat "$work/lat/meter" 2>/dev/null || echo "0 0"; }
 before=$(reading)
 python3 "$here/latency.py" "$port" "$eport" "$fifo" "$count"
 after=$(reading)
 touch "$work/lat/stop"
 python3 -c "import sys; t0, b0, t1, b1 = map(float, sys.argv[1:]); s = t1 - t0; print(f'uploads {(b1 - b0) / 2**30:.1f} GiB in {s:.1f} s: {(b1 - b0) / 2**30 / s:.2f} GiB/s')" $before $after
-kill "${loaders[@]}" $cleaner $echo_pid 2>/dev/null || true
+kill "${loaders[@]}" $cleaner $holder $echo_pid 2>/dev/null || true
 kill $console 2>/dev/null || true
 wait 2>/dev/null || true
 exec 7>&-
