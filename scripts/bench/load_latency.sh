@@ -11,7 +11,8 @@ mkdir -p "$work/lat"
 port=$(free_port); eport=$(free_port)
 fifo=$work/lat/stdin; rm -f "$fifo"; mkfifo "$fifo"
 exec 7<>"$fifo"
-"$bin" --no-tui --no-log --listen 127.0.0.1:$port --dir "$work/lat/rx" <&7 > "$work/lat/console.log" 2>&1 &
+idle_devices=${IDLE_DEVICES:-1000}
+"$bin" --no-tui --no-log --listen 127.0.0.1:$port --max-connections $((idle_devices + uploaders + 100)) --dir "$work/lat/rx" <&7 > "$work/lat/console.log" 2>&1 &
 console=$!
 socat TCP-LISTEN:$eport,fork,reuseaddr,nodelay EXEC:cat &
 echo_pid=$!
@@ -20,7 +21,7 @@ payload=$work/lat/payload.bin
 [ -f "$payload" ] || head -c $((16 << 20)) /dev/urandom > "$payload"
 rm -f "$work/lat/stop"
 # 1,000 idle devices besides, as on a busy bench (IDLE_DEVICES= to change).
-python3 "$here/common.py" hold "$port" "${IDLE_DEVICES:-1000}" "$work/lat/stop" &
+python3 "$here/common.py" hold "$port" "$idle_devices" "$work/lat/stop" &
 holder=$!
 loaders=()
 for i in $(seq "$uploaders"); do
