@@ -140,9 +140,9 @@ fn init_tracing(full_screen: bool) {
 
 /// Every file moves through buffers of 256 KiB (reads) and 1 MiB (batches to
 /// disk) that come and go. glibc maps each one afresh from the kernel, which
-/// zeroes every page of it: on a transfer, a third of the console's CPU and a
+/// zeroes every page of it: on a transfer, a fifth of the console's CPU and a
 /// quarter of the sender's (512 MiB: 39,000 page faults, 1,500 with this). So
-/// buffers up to 4 MiB come from the heap, and up to 32 MiB of freed heap is
+/// buffers up to 4 MiB come from the heap, and up to 8 MiB of freed heap is
 /// kept for the next ones; larger ones (an image preview) are still mapped and
 /// given back when freed. Set before any thread starts.
 fn keep_large_buffers() {

@@ -87,9 +87,11 @@ pub(crate) struct Shared {
     links: Mutex<Vec<links::LinkEntry>>,
     /// Pushes a disconnect cut, by device name: sent again when it is back.
     pending_pushes: Mutex<PendingPushes>,
-    /// Turns for sessions that stream (a file arriving): as many as there are
-    /// worker threads, so a quiet device's PING never queues behind more than a
-    /// few turns of file data, however many devices upload.
+    /// Turns for sessions that stream (a file arriving), one per core (the
+    /// runtime has one worker more), so a quiet device's PING never queues
+    /// behind more than a few turns of file data, however many devices upload.
+    /// A turn is held only while a read is processed, never across a wait for
+    /// the disk or the device.
     pub bulk_turns: Arc<Semaphore>,
     /// The received folder's lock, held as long as the engine lives.
     _dir_lock: std::fs::File,

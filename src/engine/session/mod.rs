@@ -788,6 +788,9 @@ impl Session {
     }
 
     async fn write_to_device(&mut self, bytes: &[u8]) -> Result<(), End> {
+        // A device that reads nothing would hold its streaming turn (and stall
+        // every other stream) until the timeout: the turn goes back first.
+        self.turn = None;
         match tokio::time::timeout(WRITE_TIMEOUT, self.stream.write_all(bytes)).await {
             Ok(Ok(())) => {
                 self.stats
@@ -813,6 +816,7 @@ impl Session {
             self.log_batch_bytes += line.len();
             self.log_batch.push((direction, line.into_owned()));
             if self.log_batch_bytes >= LOG_BATCH_BYTES {
+                self.turn = None; // the journal may make it wait
                 self.flush_log_batch().await;
             }
         }

@@ -256,3 +256,110 @@ async fn an_idle_session_task_stays_small() {
         "a session's task is {size} bytes (Session {session})"
     );
 }
+
+/// Devices that stream a file but read nothing back (not even the flow
+/// control's PROGRESS) must not keep the streaming turns they took: another
+/// device's upload goes on meanwhile, not after their 10 s write timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_that_read_nothing_back_do_not_stall_the_other_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let (shared, mut events) = crate::engine::test_shared(settings(dir.path(), &[]));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    for i in 0..shared.bulk_turns.available_permits() {
+        // Small socket buffers on the way back: the console's acknowledgements
+        // fill them after a few megabytes, and its writes then wait.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(2048).unwrap();
+        let mut device = socket.connect(listener.local_addr().unwrap()).await.unwrap();
+        let (console_end, peer) = listener.accept().await.unwrap();
+        socket2::SockRef::from(&console_end)
+            .set_send_buffer_size(2048)
+            .unwrap();
+        let opened = Opened {
+            stream: LinkStream::tcp(console_end),
+            peer: Peer::Net(peer),
+            base: format!("flood{i}"),
+            conn: None,
+            cancel: shared.cancel.child_token(),
+            auto_cf: false,
+            idle: None,
+        };
+        tokio::spawn(run(shared.clone(), opened, ListenProtocol::Frames, None));
+        tokio::spawn(async move {
+            let mut out = BytesMut::new();
+            let hello = vec![
+                ("id".into(), format!("flood{i}")),
+                ("window".into(), "65536".into()),
+            ];
+            Message::Hello(hello).encode(&mut out);
+            let begin = Message::FileBegin {
+                file_id: 1,
+                size: None,
+                name: "flood.bin".into(),
+                resume: false,
+            };
+            begin.encode(&mut out);
+            device.write_all(&out).await?;
+            let data = Bytes::from(vec![0x55u8; 60 * 1024]);
+            for offset in (0u64..).step_by(data.len()) {
+                let mut frame = BytesMut::new();
+                let data = data.clone();
+                Message::FileData {
+                    file_id: 1,
+                    offset,
+                    data,
+                }
+                .encode(&mut frame);
+                device.write_all(&frame).await?;
+            }
+            Ok::<_, std::io::Error>(())
+        });
+    }
+    // The floods fill the way back, and their sessions wait writing to them.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A device on TCP, whose large reads make its session stream and need turns.
+    let mut device = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (console_end, peer) = listener.accept().await.unwrap();
+    let opened = Opened {
+        stream: LinkStream::tcp(console_end),
+        peer: Peer::Net(peer),
+        base: "cam".into(),
+        conn: None,
+        cancel: shared.cancel.child_token(),
+        auto_cf: false,
+        idle: None,
+    };
+    tokio::spawn(run(shared.clone(), opened, ListenProtocol::Cf, None));
+    let mut greeting = [0u8; 12];
+    device.read_exact(&mut greeting).await.unwrap();
+    let file: Vec<u8> = (0..4u32 << 20).map(|i| (i * 7 % 251) as u8).collect();
+    let started = std::time::Instant::now();
+    let sent = file.clone();
+    // Its own task: a stalled console would otherwise block this write for ever.
+    tokio::spawn(async move {
+        device.write_all(b"f").await?;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        device.write_all(&sent).await?;
+        device.shutdown().await
+    });
+    let saved = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let value = serde_json::to_value(events.recv().await.expect("events")).unwrap();
+            if value["device"] == "cam" && (value["event"] == "file_saved" || value["event"] == "file_failed")
+            {
+                return value;
+            }
+        }
+    })
+    .await
+    .expect("the upload ends");
+    assert_eq!(saved["event"], "file_saved", "{saved}");
+    assert_eq!(saved["size"], file.len());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the upload waited {:?} for the floods' turns",
+        started.elapsed()
+    );
+}
