@@ -421,6 +421,10 @@ impl Session {
             return end;
         }
         loop {
+            // A streaming turn is never held across the wait below (a read that
+            // found nothing after all would otherwise keep it while the device is
+            // silent, and stall every other stream).
+            self.turn = None;
             // Whatever this turn said goes to the journal before the session waits
             // (boxed: its future must not size every idle connection's task).
             if !self.log_batch.is_empty() {
@@ -884,7 +888,6 @@ impl Session {
     }
 }
 
-/// `90 s`, `10 min`, `2 h`: a duration as people say it.
 /// Gives back the streaming turn before a write that will wait for the disk:
 /// the other streams read meanwhile.
 fn give_back_turn_before(turn: &mut Option<OwnedSemaphorePermit>, part: &PartFile, len: usize) {
@@ -893,6 +896,7 @@ fn give_back_turn_before(turn: &mut Option<OwnedSemaphorePermit>, part: &PartFil
     }
 }
 
+/// `90 s`, `10 min`, `2 h`: a duration as people say it.
 fn humantime_short(d: Duration) -> String {
     let s = d.as_secs();
     match s {
