@@ -30,19 +30,30 @@ struct Bench {
     _dir: tempfile::TempDir,
 }
 
+/// A connection opened on `stream`, as a listener or a link would hand it over.
+fn opened(shared: &Shared, stream: LinkStream, peer: Peer, base: &str) -> Opened {
+    Opened {
+        stream,
+        peer,
+        base: base.into(),
+        conn: None,
+        cancel: shared.cancel.child_token(),
+        auto_cf: false,
+        idle: None,
+    }
+}
+
 fn start(listen: ListenProtocol, auto_cf: bool, extra: &[&str]) -> Bench {
     let dir = tempfile::tempdir().unwrap();
     let (shared, events) = crate::engine::test_shared(settings(dir.path(), extra));
     let (console_end, device) = tokio::io::duplex(1 << 20);
-    let opened = Opened {
-        stream: LinkStream::memory(console_end),
-        peer: Peer::Serial("/dev/ttyTEST0".into()),
-        base: "ttyTEST0".into(),
-        conn: None,
-        cancel: shared.cancel.child_token(),
-        auto_cf,
-        idle: None,
-    };
+    let mut opened = opened(
+        &shared,
+        LinkStream::memory(console_end),
+        Peer::Serial("/dev/ttyTEST0".into()),
+        "ttyTEST0",
+    );
+    opened.auto_cf = auto_cf;
     tokio::spawn(run(shared, opened, listen, None));
     Bench {
         device,
@@ -237,15 +248,12 @@ async fn an_idle_session_task_stays_small() {
     let dir = tempfile::tempdir().unwrap();
     let (shared, _events) = crate::engine::test_shared(settings(dir.path(), &[]));
     let (console_end, _device) = tokio::io::duplex(64);
-    let opened = Opened {
-        stream: LinkStream::memory(console_end),
-        peer: Peer::Serial("/dev/ttyTEST0".into()),
-        base: "ttyTEST0".into(),
-        conn: None,
-        cancel: shared.cancel.child_token(),
-        auto_cf: false,
-        idle: None,
-    };
+    let opened = opened(
+        &shared,
+        LinkStream::memory(console_end),
+        Peer::Serial("/dev/ttyTEST0".into()),
+        "ttyTEST0",
+    );
     let task = run(shared, opened, ListenProtocol::Lines, None);
     let size = std::mem::size_of_val(&task);
     // 1,400 bytes on Rust 1.95 (1,768 before the task stopped keeping run's
@@ -275,15 +283,12 @@ async fn devices_that_read_nothing_back_do_not_stall_the_other_streams() {
         socket2::SockRef::from(&console_end)
             .set_send_buffer_size(2048)
             .unwrap();
-        let opened = Opened {
-            stream: LinkStream::tcp(console_end),
-            peer: Peer::Net(peer),
-            base: format!("flood{i}"),
-            conn: None,
-            cancel: shared.cancel.child_token(),
-            auto_cf: false,
-            idle: None,
-        };
+        let opened = opened(
+            &shared,
+            LinkStream::tcp(console_end),
+            Peer::Net(peer),
+            &format!("flood{i}"),
+        );
         tokio::spawn(run(shared.clone(), opened, ListenProtocol::Frames, None));
         tokio::spawn(async move {
             let mut out = BytesMut::new();
@@ -322,15 +327,7 @@ async fn devices_that_read_nothing_back_do_not_stall_the_other_streams() {
         .await
         .unwrap();
     let (console_end, peer) = listener.accept().await.unwrap();
-    let opened = Opened {
-        stream: LinkStream::tcp(console_end),
-        peer: Peer::Net(peer),
-        base: "cam".into(),
-        conn: None,
-        cancel: shared.cancel.child_token(),
-        auto_cf: false,
-        idle: None,
-    };
+    let opened = opened(&shared, LinkStream::tcp(console_end), Peer::Net(peer), "cam");
     tokio::spawn(run(shared.clone(), opened, ListenProtocol::Cf, None));
     let mut greeting = [0u8; 12];
     device.read_exact(&mut greeting).await.unwrap();
