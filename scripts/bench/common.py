@@ -1,4 +1,5 @@
-"""Helpers the bench scripts share: a free port, a process's RSS and CPU.
+"""Helpers the bench scripts share: a free port, a process's RSS and CPU,
+idle devices, percentiles.
 `python3 common.py free-port` prints a free port for the shell scripts;
 `python3 common.py rx-meter DIR OUT STOP` removes saved files and meters
 what arrives (see rx_meter); `python3 common.py hold PORT N STOP` keeps N
@@ -62,17 +63,30 @@ def rx_meter(folder, out, stop):
         time.sleep(0.2)
 
 
-def hold(port, n, stop):
-    """N devices connect, say one line each, and stay until STOP exists."""
-    import socket
-
+def connect_devices(port, n, say=lambda i: b"idle device %d\n" % i):
+    """N devices connected to the console at PORT, each having said `say(i)`
+    (nothing if it returns None): their sockets, to keep them connected."""
     socks = []
     for i in range(n):
         s = socket.create_connection(("127.0.0.1", port))
-        s.sendall(b"idle device %d\n" % i)
+        line = say(i)
+        if line:
+            s.sendall(line)
         socks.append(s)
+    return socks
+
+
+def hold(port, n, stop):
+    """N devices connect, say one line each, and stay until STOP exists."""
+    socks = connect_devices(port, n)  # noqa: F841 (held open)
     while not os.path.exists(stop):
         time.sleep(0.2)
+
+
+def percentile_ms(samples, p):
+    """The p-th percentile of samples in seconds, in milliseconds."""
+    s = sorted(samples)
+    return s[min(len(s) - 1, int(len(s) * p / 100))] * 1000
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["free-port"]:

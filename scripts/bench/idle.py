@@ -3,11 +3,10 @@
 
 usage: idle.py PORT N CONSOLE_PID PROTO   (lines: each says one line; auto: silent)
 """
-import socket
 import sys
 import time
 
-from common import TICK, cpu_seconds, rss_kib
+from common import TICK, connect_devices, cpu_seconds, rss_kib
 
 port, n, pid, proto = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 
@@ -21,12 +20,8 @@ def cpu():
 
 
 before = rss()
-socks = []
-for i in range(n):
-    s = socket.create_connection(("127.0.0.1", port))
-    if proto == "lines":
-        s.sendall(b"hello\n")  # speak once, then stay idle
-    socks.append(s)
+# lines: each speaks once, then stays idle; auto: silent.
+socks = connect_devices(port, n, say=lambda i: b"hello\n" if proto == "lines" else None)
 time.sleep(2.0)  # auto: every device gets its greeting and becomes cf
 after = rss()
 c0 = cpu()

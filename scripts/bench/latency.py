@@ -17,11 +17,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "sdk", "python"))
 import benchlink_device as bl  # noqa: E402
-
-
-def pct(samples, p):
-    s = sorted(samples)
-    return s[min(len(s) - 1, int(len(s) * p / 100))] * 1000
+from common import percentile_ms as pct  # noqa: E402
 
 
 def main():

@@ -26,7 +26,7 @@ import termios
 import threading
 import time
 
-from common import cpu_seconds, free_port
+from common import connect_devices, cpu_seconds, free_port, percentile_ms as pct
 
 F1, ESC = b"\x1bOP", b"\x1b"
 MARKER = " Help · Esc closes".encode()
@@ -36,11 +36,7 @@ CHATTY = 100
 
 def devices(port, n, rate):
     """Run as a child: N devices connect; CHATTY of them send RATE lines a second."""
-    socks = []
-    for i in range(n):
-        s = socket.create_connection(("127.0.0.1", port))
-        s.sendall(b"hello from device %d\n" % i)
-        socks.append(s)
+    socks = connect_devices(port, n)
     print("connected", flush=True)
     chatty = socks[: min(CHATTY, n)]
     line = b"I (123456) cam: frame 640x480 jpeg 23456 bytes, exposure 12 ms, gain 3\n"
@@ -97,11 +93,6 @@ def wait_for(predicate, seconds):
             return True
         time.sleep(0.001)
     return False
-
-
-def pct(samples, p):
-    s = sorted(samples)
-    return s[min(len(s) - 1, int(len(s) * p / 100))] * 1000
 
 
 def measure(bin_path, work, n, rate, keys):
