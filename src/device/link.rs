@@ -219,7 +219,8 @@ impl FrameLink {
         }
         // Contiguous bytes the console said it holds (PROGRESS or RESUME).
         let mut acked = offset;
-        let mut ahead = ReadAhead::start(file.clone(), offset, size, chunk_len);
+        let mut ahead = ReadAhead::start(file.clone(), offset, size, chunk_len)
+            .map_err(|e| format!("cannot read {shown}: {e}"))?;
         let mut rewinds = Rewinds(0);
         self.rewinds = 0;
         // The whole file's CRC-32, computed as the data goes out (each byte once,
@@ -478,9 +479,16 @@ struct ReadAhead {
 const READ_AHEAD_CHUNKS: usize = 4;
 
 impl ReadAhead {
-    fn start(file: std::sync::Arc<std::fs::File>, offset: u64, size: u64, chunk: usize) -> ReadAhead {
+    /// Fails only when no thread can be started (the process is at its limit).
+    fn start(
+        file: std::sync::Arc<std::fs::File>,
+        offset: u64,
+        size: u64,
+        chunk: usize,
+    ) -> std::io::Result<ReadAhead> {
         let (tx, chunks) = mpsc::channel(READ_AHEAD_CHUNKS);
-        std::thread::spawn(move || {
+        let reader = std::thread::Builder::new().name("read-ahead".into());
+        reader.spawn(move || {
             use std::os::unix::fs::FileExt;
             let mut at = offset;
             while at < size {
@@ -494,8 +502,8 @@ impl ReadAhead {
                 }
                 at += want as u64;
             }
-        });
-        ReadAhead { chunks, offset }
+        })?;
+        Ok(ReadAhead { chunks, offset })
     }
 
     /// The chunk at `offset`; a rewind (another offset) starts reading there.
@@ -507,7 +515,7 @@ impl ReadAhead {
         chunk: usize,
     ) -> std::io::Result<bytes::Bytes> {
         if offset != self.offset {
-            *self = ReadAhead::start(file.clone(), offset, size, chunk);
+            *self = ReadAhead::start(file.clone(), offset, size, chunk)?;
         }
         let data = self
             .chunks
