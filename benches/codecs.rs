@@ -8,6 +8,7 @@ use std::hint::black_box;
 use bytes::{Bytes, BytesMut};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
+use benchlink::engine::{Direction, event::TextBatch};
 use benchlink::protocol::carve::Carver;
 use benchlink::protocol::frames::{Decoded, FrameDecoder, Message};
 use benchlink::protocol::lines::LineDecoder;
@@ -71,22 +72,33 @@ fn text(c: &mut Criterion) {
     }
     let mut g = c.benchmark_group("text");
     g.throughput(Throughput::Bytes(log.len() as u64));
-    g.bench_function("split 4 MiB into lines", |b| {
+    // As a lines session does: each 64 KiB read's lines into one batch (one
+    // event), decoded as text.
+    g.bench_function("gather 4 MiB of lines, a batch per 64 KiB read", |b| {
         b.iter(|| {
             let mut d = LineDecoder::new(64 * 1024);
-            let mut lines = Vec::new();
-            for piece in log.chunks(16 * 1024) {
-                d.push(piece, &mut lines);
+            let mut n = 0;
+            for piece in log.chunks(64 * 1024) {
+                let mut batch = TextBatch::new(1, "cam".into(), Direction::In);
+                batch.reserve(piece.len());
+                d.push_each(piece, &mut |line| {
+                    batch.push_from_device(line);
+                });
+                n += batch.len();
             }
-            black_box(lines.len())
+            black_box(n)
         })
     });
+    let shared = Bytes::from(log.clone());
     g.bench_function("carve: 4 MiB of text with no image", |b| {
         b.iter(|| {
             let mut carver = Carver::new(1 << 30);
             let mut out = Vec::new();
-            for piece in log.chunks(16 * 1024) {
-                carver.push(piece, &mut out);
+            let mut at = 0;
+            while at < shared.len() {
+                let end = (at + 64 * 1024).min(shared.len());
+                carver.push_shared(&shared.slice(at..end), &mut out);
+                at = end;
             }
             black_box(out.len())
         })

@@ -5,6 +5,7 @@ use std::io::{self, BufRead, Read, Write};
 
 use tokio::sync::mpsc;
 
+use crate::engine::event::TextBatch;
 use crate::engine::event_queue::EventReceiver;
 use crate::engine::{Command, Direction, Engine, Event, EventKind};
 use crate::text::for_terminal;
@@ -54,16 +55,16 @@ fn spawn_printer(
         let stdout = io::stdout();
         let mut out = io::BufWriter::new(stdout.lock());
         let mut broken = false;
-        while let Some(event) = events.blocking_recv() {
+        while let Some(event) = events.blocking_recv_gathered() {
             let stopped = matches!(event.kind, EventKind::Stopped { .. });
             if !broken {
-                let line = match format {
-                    Format::Human => human(&event),
-                    Format::Json => Some(json(&event)),
-                };
-                let mut written = match line {
-                    Some(line) => writeln!(out, "{line}"),
-                    None => Ok(()),
+                let mut written = match (&event.kind, format) {
+                    (EventKind::Texts(batch), _) => write_texts(&mut out, &event, batch, format),
+                    (_, Format::Human) => match human(&event) {
+                        Some(line) => writeln!(out, "{line}"),
+                        None => Ok(()),
+                    },
+                    (_, Format::Json) => writeln!(out, "{}", json(&event)),
                 };
                 if events.is_empty() {
                     written = written.and_then(|()| out.flush());
@@ -80,6 +81,48 @@ fn spawn_printer(
         }
         let _ = out.flush();
     })
+}
+
+/// A batch of lines, each exactly as its own `Text` event would print, with
+/// what the lines share (time, device, direction) formatted once.
+fn write_texts(out: &mut impl Write, event: &Event, batch: &TextBatch, format: Format) -> io::Result<()> {
+    let Some(first) = batch.event(0) else {
+        return Ok(());
+    };
+    let mut shared = Event {
+        ts: event.ts,
+        kind: first,
+    };
+    if let EventKind::Text { text, raw, .. } = &mut shared.kind {
+        text.clear();
+        *raw = None;
+    }
+    match format {
+        Format::Json => {
+            // `text` is the last field: the event with an empty one, cut before
+            // its value, is what every line starts with.
+            let whole = json(&shared);
+            let Some(start) = whole.strip_suffix("\"\"}") else {
+                return Ok(());
+            };
+            for line in batch.lines() {
+                out.write_all(start.as_bytes())?;
+                serde_json::to_writer(&mut *out, line)?;
+                out.write_all(b"}\n")?;
+            }
+        }
+        Format::Human => {
+            let Some(start) = human(&shared) else {
+                return Ok(());
+            };
+            for line in batch.lines() {
+                out.write_all(start.as_bytes())?;
+                out.write_all(for_terminal(line).as_bytes())?;
+                out.write_all(b"\n")?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Reads commands from stdin on a plain thread: a blocking read there cannot hold
@@ -187,6 +230,13 @@ pub fn human(event: &Event) -> Option<String> {
             peer,
             protocol,
         } => format!("+ {} connected from {peer} ({protocol}, #{conn})", safe(device)),
+        EventKind::Texts(batch) => {
+            let lines = (0..batch.len()).filter_map(|n| batch.event(n));
+            let lines: Vec<String> = lines
+                .filter_map(|kind| human(&Event { ts: event.ts, kind }))
+                .collect();
+            return (!lines.is_empty()).then(|| lines.join("\n"));
+        }
         EventKind::Text {
             device,
             direction: Direction::In,
@@ -364,6 +414,40 @@ mod tests {
             let line = human(&Event::now(kind)).expect("shown");
             assert!(!line.chars().any(|c| c.is_control()), "{line:?}");
             assert!(line.contains("\\x1b"));
+        }
+    }
+
+    /// A batch prints exactly as its lines would one event at a time.
+    #[test]
+    fn a_batch_prints_as_its_text_events_would() {
+        let mut batch = TextBatch::new(4, "cam \"7\"".into(), Direction::In);
+        for line in [
+            "plain",
+            "tab\there",
+            "quote \" and \\",
+            "\u{1b}[2Jwiped",
+            "héllo \u{202e}",
+        ] {
+            batch.push_from_device(line.as_bytes());
+        }
+        let event = Event::now(EventKind::Texts(std::sync::Arc::new(batch.clone())));
+        for format in [Format::Json, Format::Human] {
+            let mut got = Vec::new();
+            write_texts(&mut got, &event, &batch, format).expect("written");
+            let want: String = (0..batch.len())
+                .map(|n| {
+                    let line = Event {
+                        ts: event.ts,
+                        kind: batch.event(n).expect("a line"),
+                    };
+                    match format {
+                        Format::Json => json(&line),
+                        Format::Human => human(&line).expect("shown"),
+                    }
+                })
+                .map(|line| line + "\n")
+                .collect();
+            assert_eq!(String::from_utf8(got).expect("utf-8"), want, "{format:?}");
         }
     }
 

@@ -14,11 +14,7 @@ const COMPACT_AFTER: usize = 8;
 /// are kept: JSON output carries the exact text, and [`for_terminal`] escapes
 /// them before they reach a terminal.
 pub fn from_device(bytes: &[u8]) -> String {
-    // The common case, checked at memory speed: valid UTF-8 with no binary byte
-    // (those are all ASCII, so a byte test is exact).
-    if !bytes.iter().any(|&b| is_binary(b as char))
-        && let Ok(text) = std::str::from_utf8(bytes)
-    {
+    if let Some(text) = plain(bytes) {
         return text.to_owned();
     }
     let mut out = String::with_capacity(bytes.len().min(64 * 1024));
@@ -40,6 +36,41 @@ pub fn from_device(bytes: &[u8]) -> String {
     }
     run.end(&mut out);
     out
+}
+
+/// The bytes as text when [`from_device`] keeps them as they are: valid UTF-8
+/// with no binary byte (those are all ASCII, so a byte test is exact). The
+/// common case, checked at memory speed and without an allocation.
+pub fn plain(bytes: &[u8]) -> Option<&str> {
+    // Without an early exit, so the compiler can test many bytes at once.
+    let binary = bytes.iter().fold(false, |seen, &b| seen | is_binary_byte(b));
+    if binary {
+        return None;
+    }
+    std::str::from_utf8(bytes).ok()
+}
+
+/// Only printable ASCII (space to `~`): nothing to escape anywhere. Without
+/// an early exit, so the compiler tests many bytes at once.
+pub fn printable_ascii(bytes: &[u8]) -> bool {
+    bytes.iter().fold(true, |all, &b| all & (0x20..0x7f).contains(&b))
+}
+
+/// The bytes as text when they are printable ASCII: the commonest case of all
+/// (log lines), decided in one vectorised pass with nothing to decode.
+pub fn printable(bytes: &[u8]) -> Option<&str> {
+    if !printable_ascii(bytes) {
+        return None;
+    }
+    // SAFETY: every byte is ASCII (0x20..0x7f), and ASCII is valid UTF-8.
+    Some(unsafe { std::str::from_utf8_unchecked(bytes) })
+}
+
+/// [`is_binary`] for one byte, as a bit test.
+fn is_binary_byte(b: u8) -> bool {
+    // Control bytes that text keeps: tab, LF, CR and ESC.
+    const KEPT: u32 = 1 << b'\t' | 1 << b'\n' | 1 << b'\r' | 1 << 0x1b;
+    b < 0x20 && (KEPT >> (b & 31)) & 1 == 0
 }
 
 /// Binary bytes seen in a row: shown as they are while the run is short, as one
@@ -79,7 +110,7 @@ fn is_binary(c: char) -> bool {
 /// no escape sequence or reordering from a device ever reaches the operator's terminal.
 pub fn for_terminal(text: &str) -> Cow<'_, str> {
     // Printable ASCII needs nothing (the bidi controls are not ASCII): a byte test.
-    if text.bytes().all(|b| (0x20..0x7f).contains(&b)) || !text.chars().any(needs_escape) {
+    if printable_ascii(text.as_bytes()) || !text.chars().any(needs_escape) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);
@@ -156,6 +187,20 @@ pub fn pieces(text: &str, max_bytes: usize) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_byte_test_agrees_with_the_character_test() {
+        for b in 0..=255u8 {
+            assert_eq!(is_binary_byte(b), is_binary(b as char), "byte {b:#04x}");
+        }
+        assert_eq!(plain(b"ok\t\x1b[1m"), Some("ok\t\x1b[1m"));
+        assert_eq!(plain(b"ok\x00"), None);
+        assert_eq!(printable(b"temp=21.5 ~"), Some("temp=21.5 ~"));
+        for b in (0..0x20).chain(0x7f..=0xff) {
+            assert_eq!(printable(&[b'a', b]), None, "byte {b:#04x}");
+        }
+        assert_eq!(plain(b"ok\xff"), None);
+    }
 
     #[test]
     fn invalid_utf8_is_escaped_not_dropped() {

@@ -396,3 +396,45 @@ fn a_device_is_gone_once_disconnected_is_reported() {
         stale.len()
     );
 }
+
+/// A device streaming text: its lines go through the engine a read at a time,
+/// and still come out one `text` event per line, each in order, and each in
+/// conversation.log with its time and direction.
+#[test]
+fn a_burst_of_lines_comes_out_whole_and_in_order_on_stdout_and_in_the_log() {
+    const LINES: usize = 20_000;
+    let mut c = Console::start(&["--listen", "lines://127.0.0.1:0"]);
+    let mut dev = Device::connect(c.addr());
+    let burst: String = (0..LINES)
+        .map(|i| format!("{i:05} temp=21.5 \u{e9}\t\x1b[1mok\r\n"))
+        .collect();
+    dev.send(burst.as_bytes());
+    dev.send(b"end\n");
+    c.wait_text_in("end");
+    let texts: Vec<String> = c
+        .events_of("text")
+        .iter()
+        .filter_map(|e| e["text"].as_str().map(str::to_string))
+        .collect();
+    let want: Vec<String> = (0..LINES)
+        .map(|i| format!("{i:05} temp=21.5 \u{e9}\t\x1b[1mok"))
+        .collect();
+    assert_eq!(texts.len(), LINES + 1, "every line once");
+    assert!(texts[..LINES] == want[..], "the lines in order, exactly as sent");
+
+    c.command("/quit");
+    c.wait_exit(WAIT);
+    let log = std::fs::read_to_string(c.dir().join("127.0.0.1/conversation.log")).unwrap();
+    let logged: Vec<&str> = log.lines().collect();
+    assert_eq!(logged.len(), LINES + 1, "every line logged once");
+    for (i, line) in logged[..LINES].iter().enumerate() {
+        let (ts, rest) = line.split_once(' ').unwrap();
+        assert!(chrono::DateTime::parse_from_rfc3339(ts).is_ok(), "{line}");
+        // Escaped for a terminal in the log: the tab and ESC as \t and \x1b.
+        assert_eq!(
+            rest,
+            format!("in  {i:05} temp=21.5 \u{e9}\\t\\x1b[1mok"),
+            "{line}"
+        );
+    }
+}

@@ -36,10 +36,11 @@ fn from_rfc3339<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Local>, D::E
         .map_err(serde::de::Error::custom)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     /// Device to console.
+    #[default]
     In,
     /// Console to device.
     Out,
@@ -101,6 +102,13 @@ pub enum EventKind {
         #[serde(skip)]
         raw: Option<bytes::Bytes>,
     },
+    /// Lines that arrived together (one read of a lines device): one event
+    /// inside the engine, so a device streaming text costs one event per read,
+    /// not per line. Front ends receive them as `Text` events, one per line
+    /// ([`EventReceiver::recv`](super::event_queue::EventReceiver::recv) hands
+    /// them out so); never serialised as such.
+    #[serde(skip)]
+    Texts(std::sync::Arc<TextBatch>),
     FileStarted {
         conn: ConnId,
         device: String,
@@ -241,4 +249,91 @@ pub enum EventKind {
     Stopped {
         reason: String,
     },
+}
+
+/// Texts of one device in one direction, gathered: the lines side by side in
+/// one string, with where each ends. The first line carries the raw bytes of
+/// them all (what a hex view shows), as a `Text` event would.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TextBatch {
+    pub conn: ConnId,
+    pub device: String,
+    pub direction: Direction,
+    text: String,
+    /// Where each line ends in `text`.
+    ends: Vec<u32>,
+    raw: Option<bytes::Bytes>,
+}
+
+impl TextBatch {
+    pub fn new(conn: ConnId, device: String, direction: Direction) -> Self {
+        Self {
+            conn,
+            device,
+            direction,
+            ..Self::default()
+        }
+    }
+
+    /// Room for about `bytes` of text in lines of typical length, so gathering
+    /// a read does not grow the buffers again and again.
+    pub fn reserve(&mut self, bytes: usize) {
+        self.text.reserve(bytes);
+        self.ends.reserve(bytes / 32);
+    }
+
+    /// Appends a line of device bytes, decoded as [`from_device`](crate::text::from_device)
+    /// does (without an allocation for plain text); returns the line as text.
+    pub fn push_from_device(&mut self, bytes: &[u8]) -> &str {
+        let start = self.text.len();
+        match crate::text::printable(bytes).or_else(|| crate::text::plain(bytes)) {
+            Some(text) => self.text.push_str(text),
+            None => self.text.push_str(&crate::text::from_device(bytes)),
+        }
+        self.ends.push(self.text.len() as u32);
+        &self.text[start..]
+    }
+
+    pub fn set_raw(&mut self, raw: Option<bytes::Bytes>) {
+        self.raw = raw;
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Bytes of text held.
+    pub fn text_len(&self) -> usize {
+        self.text.len()
+    }
+
+    pub fn raw_len(&self) -> usize {
+        self.raw.as_ref().map_or(0, |r| r.len())
+    }
+
+    pub fn lines(&self) -> impl Iterator<Item = &str> {
+        let mut start = 0;
+        self.ends.iter().map(move |&end| {
+            let line = &self.text[start..end as usize];
+            start = end as usize;
+            line
+        })
+    }
+
+    /// The `n`th line as the `Text` event it stands for.
+    pub fn event(&self, n: usize) -> Option<EventKind> {
+        let end = *self.ends.get(n)? as usize;
+        let start = if n == 0 { 0 } else { self.ends[n - 1] as usize };
+        Some(EventKind::Text {
+            conn: self.conn,
+            device: self.device.clone(),
+            direction: self.direction,
+            text: self.text[start..end].to_string(),
+            raw: if n == 0 { self.raw.clone() } else { None },
+        })
+    }
 }

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use tokio::sync::mpsc;
 
-use super::event::{Event, EventKind};
+use super::event::{Event, EventKind, TextBatch};
 
 /// Extra room kept for lifecycle events above the cap.
 const LIFECYCLE_HEADROOM: usize = 16 * 1024 * 1024;
@@ -36,6 +36,9 @@ pub struct EventReceiver {
     counters: Arc<Counters>,
     /// An event received while a `dropped` report went out first.
     held: Option<Event>,
+    /// Gathered texts being handed out one `Text` event at a time: the batch's
+    /// time, the batch, and the next line.
+    expanding: Option<(chrono::DateTime<chrono::Local>, Arc<TextBatch>, usize)>,
 }
 
 /// How full a queue is, readable from elsewhere (the metrics).
@@ -73,6 +76,7 @@ pub fn channel(cap: usize) -> (EventSender, EventReceiver) {
             rx,
             counters,
             held: None,
+            expanding: None,
         },
     )
 }
@@ -84,6 +88,7 @@ fn cost(kind: &EventKind) -> usize {
         EventKind::Text {
             device, text, raw, ..
         } => device.len() + text.len() + raw.as_ref().map_or(0, |r| r.len()),
+        EventKind::Texts(batch) => batch.device.len() + batch.text_len() + batch.raw_len() + batch.len() * 4,
         EventKind::Reply {
             command,
             text,
@@ -100,8 +105,19 @@ fn cost(kind: &EventKind) -> usize {
 fn droppable(kind: &EventKind) -> bool {
     matches!(
         kind,
-        EventKind::Text { .. } | EventKind::FileProgress { .. } | EventKind::Stats { .. }
+        EventKind::Text { .. }
+            | EventKind::Texts(_)
+            | EventKind::FileProgress { .. }
+            | EventKind::Stats { .. }
     )
+}
+
+/// Events an event stands for: a gathered batch is one per line.
+fn events_in(kind: &EventKind) -> u64 {
+    match kind {
+        EventKind::Texts(batch) => batch.len() as u64,
+        _ => 1,
+    }
 }
 
 impl EventSender {
@@ -117,7 +133,8 @@ impl EventSender {
         let queued = c.queued.fetch_add(cost, Ordering::AcqRel) + cost;
         if queued > limit {
             c.queued.fetch_sub(cost, Ordering::AcqRel);
-            c.dropped_events.fetch_add(1, Ordering::Relaxed);
+            c.dropped_events
+                .fetch_add(events_in(&event.kind), Ordering::Relaxed);
             c.dropped_bytes.fetch_add(cost as u64, Ordering::Relaxed);
             return;
         }
@@ -151,16 +168,40 @@ impl Fanout {
 }
 
 impl EventReceiver {
+    /// The next event; gathered texts come out as one `Text` event per line.
     pub async fn recv(&mut self) -> Option<Event> {
-        if let Some(event) = self.held.take() {
-            return Some(event);
+        loop {
+            if let Some(event) = self.pending() {
+                return Some(event);
+            }
+            let got = self.rx.recv().await;
+            let event = self.take(got)?;
+            if let Some(event) = self.expand(event) {
+                return Some(event);
+            }
         }
-        let got = self.rx.recv().await;
-        self.take(got)
     }
 
     /// For a front end on a plain thread.
     pub fn blocking_recv(&mut self) -> Option<Event> {
+        loop {
+            if let Some(event) = self.pending() {
+                return Some(event);
+            }
+            let got = self.rx.blocking_recv();
+            let event = self.take(got)?;
+            if let Some(event) = self.expand(event) {
+                return Some(event);
+            }
+        }
+    }
+
+    /// For a front end on a plain thread that takes gathered texts as they
+    /// are ([`EventKind::Texts`]): a printer writes a batch's lines in one go.
+    pub fn blocking_recv_gathered(&mut self) -> Option<Event> {
+        if let Some(line) = self.next_line() {
+            return Some(line);
+        }
         if let Some(event) = self.held.take() {
             return Some(event);
         }
@@ -169,15 +210,59 @@ impl EventReceiver {
     }
 
     pub fn try_recv(&mut self) -> Option<Event> {
-        if let Some(event) = self.held.take() {
-            return Some(event);
+        loop {
+            if let Some(event) = self.pending() {
+                return Some(event);
+            }
+            let got = self.rx.try_recv().ok();
+            let event = self.take(got)?;
+            if let Some(event) = self.expand(event) {
+                return Some(event);
+            }
         }
-        let got = self.rx.try_recv().ok();
-        self.take(got)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.held.is_none() && self.rx.is_empty()
+        self.expanding.is_none() && self.held.is_none() && self.rx.is_empty()
+    }
+
+    /// A line of the batch being handed out, else the event held back.
+    fn pending(&mut self) -> Option<Event> {
+        if let Some(line) = self.next_line() {
+            return Some(line);
+        }
+        let held = self.held.take()?;
+        self.expand(held)
+    }
+
+    /// The next line of the batch being handed out.
+    fn next_line(&mut self) -> Option<Event> {
+        let (ts, batch, next) = self.expanding.as_mut()?;
+        match batch.event(*next) {
+            Some(kind) => {
+                *next += 1;
+                Some(Event { ts: *ts, kind })
+            }
+            None => {
+                self.expanding = None;
+                None
+            }
+        }
+    }
+
+    /// A batch becomes its first line (the rest follow from [`Self::pending`]).
+    fn expand(&mut self, event: Event) -> Option<Event> {
+        match event.kind {
+            EventKind::Texts(batch) => {
+                let first = batch.event(0)?;
+                self.expanding = Some((event.ts, batch, 1));
+                Some(Event {
+                    ts: event.ts,
+                    kind: first,
+                })
+            }
+            _ => Some(event),
+        }
     }
 
     fn take(&mut self, got: Option<(Event, usize)>) -> Option<Event> {
@@ -240,6 +325,65 @@ mod tests {
         assert_eq!(dropped.iter().sum::<u64>() as usize, 100 - texts, "{dropped:?}");
         assert_eq!(dropped.len(), 1, "one report: {dropped:?}");
         assert_eq!(rx.counters.queued.load(Ordering::Relaxed), 0);
+    }
+
+    fn batch(lines: &[&str]) -> Event {
+        let mut batch = TextBatch::new(3, "cam".into(), Direction::In);
+        for line in lines {
+            batch.push_from_device(line.as_bytes());
+        }
+        batch.set_raw(Some(bytes::Bytes::from_static(b"raw bytes")));
+        Event::now(EventKind::Texts(Arc::new(batch)))
+    }
+
+    fn texts(got: &[Event]) -> Vec<(String, bool)> {
+        got.iter()
+            .map(|e| match &e.kind {
+                EventKind::Text { text, raw, .. } => (text.clone(), raw.is_some()),
+                other => panic!("not a text: {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_comes_out_as_one_text_event_per_line_in_order() {
+        let (tx, mut rx) = channel(1 << 20);
+        tx.send(batch(&["one", "two", "three"]));
+        tx.send(text(2));
+        let mut got = Vec::new();
+        while let Some(e) = rx.try_recv() {
+            got.push(e);
+        }
+        assert_eq!(
+            texts(&got),
+            [
+                ("one".to_string(), true), // the raw bytes go with the first line
+                ("two".to_string(), false),
+                ("three".to_string(), false),
+                ("xx".to_string(), false),
+            ]
+        );
+        assert!(rx.is_empty());
+        assert_eq!(rx.counters.queued.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_dropped_batch_counts_its_lines_and_one_held_back_is_still_split() {
+        let (tx, mut rx) = channel(1_000);
+        tx.send(batch(&["a"; 400])); // over the cap: dropped, 400 events
+        tx.send(batch(&["b", "c"]));
+        let mut got = Vec::new();
+        while let Some(e) = rx.try_recv() {
+            got.push(e);
+        }
+        match &got[0].kind {
+            EventKind::Dropped { events, .. } => assert_eq!(*events, 400),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            texts(&got[1..]),
+            [("b".to_string(), true), ("c".to_string(), false)]
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
-use super::event::{Direction, Event, EventKind};
+use super::event::{Event, EventKind};
 use super::event_queue::EventSender;
 use super::safe_fs;
 
@@ -94,33 +94,20 @@ impl Journal {
         (Journal { tx, room }, JournalThread(handle))
     }
 
-    /// Lines of a device's conversation that arrived together (one read), already
-    /// escaped for a terminal: one timestamp, one entry, one wake-up of the writer.
-    pub async fn conversation_batch(&self, device: &str, lines: &[(Direction, String)]) {
+    /// Lines of a device's conversation as conversation.log has them (each
+    /// with its time and direction, escaped for a terminal, ending in a
+    /// newline), gathered by the session: one entry, one wake-up of the writer.
+    pub async fn conversation(&self, device: &str, lines: String) {
         if lines.is_empty() {
             return;
         }
-        let ts = chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, false);
-        let mut line = String::with_capacity(lines.iter().map(|(_, t)| t.len() + ts.len() + 6).sum());
-        for (direction, text) in lines {
-            let arrow = match direction {
-                Direction::In => "in ",
-                Direction::Out => "out",
-            };
-            line.push_str(&ts);
-            line.push(' ');
-            line.push_str(arrow);
-            line.push(' ');
-            line.push_str(text);
-            line.push('\n');
-        }
-        let cost = line.len().clamp(1, MAX_QUEUED_BYTES) as u32;
+        let cost = lines.len().clamp(1, MAX_QUEUED_BYTES) as u32;
         let room = self.room.clone().acquire_many_owned(cost).await.ok();
         let _ = self
             .tx
             .send(Entry::Conversation {
                 device: device.to_string(),
-                line,
+                line: lines,
                 _room: room,
             })
             .await;
@@ -223,6 +210,12 @@ impl Writer {
 
     /// Appends a batch of lines, rotating between lines when the cap is reached.
     fn append_log(&mut self, device: &str, lines: &str) {
+        // The common case: an open log with room for all of them, one write.
+        if let Some((_, size)) = self.logs.get(device)
+            && *size + lines.len() as u64 <= self.max_log_size
+        {
+            return self.write_line(device, lines);
+        }
         for line in lines.split_inclusive('\n') {
             self.append_line(device, line);
         }

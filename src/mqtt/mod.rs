@@ -177,6 +177,7 @@ pub fn parse_command(payload: &[u8]) -> Option<(String, Option<String>)> {
 pub fn topic_parts(kind: &EventKind) -> (Option<&str>, &'static str) {
     match kind {
         EventKind::Text { device, .. } => (Some(device), "text"),
+        EventKind::Texts(batch) => (Some(&batch.device), "text"),
         EventKind::FileStarted { device, .. }
         | EventKind::FileSaved { device, .. }
         | EventKind::FileFailed { device, .. }

@@ -6,7 +6,7 @@
 //! streaming: bytes in any split in, [`Carved`] pieces out; it holds at most a
 //! BMP header's worth of bytes.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImageKind {
@@ -122,22 +122,27 @@ impl Carver {
     }
 
     pub fn push(&mut self, data: &[u8], out: &mut Vec<Carved>) {
+        self.push_shared(&Bytes::copy_from_slice(data), out);
+    }
+
+    /// [`Carver::push`] for bytes already shared: text comes out as slices of
+    /// them, without a copy.
+    pub fn push_shared(&mut self, data: &Bytes, out: &mut Vec<Carved>) {
         if self.held.is_empty() {
-            return self.push_fresh(data, out);
+            return self.push_fresh(data.clone(), out);
         }
         let mut joined = std::mem::take(&mut self.held);
         joined.extend_from_slice(data);
-        self.push_fresh(&joined.freeze(), out);
+        self.push_fresh(joined.freeze(), out);
     }
 
-    fn push_fresh(&mut self, data: &[u8], out: &mut Vec<Carved>) {
-        let mut data = data;
+    fn push_fresh(&mut self, mut data: Bytes, out: &mut Vec<Carved>) {
         while !data.is_empty() {
             let used = match self.state {
-                State::Text => self.text(data, out),
-                _ => self.image(data, out),
+                State::Text => self.text(&data, out),
+                _ => self.image(&data, out),
             };
-            data = &data[used..];
+            data.advance(used);
         }
     }
 
@@ -157,23 +162,26 @@ impl Carver {
     }
 
     /// Text until a signature; returns the bytes used.
-    fn text(&mut self, data: &[u8], out: &mut Vec<Carved>) -> usize {
+    fn text(&mut self, data: &Bytes, out: &mut Vec<Carved>) -> usize {
         let mut i = 0;
-        while i < data.len() {
+        // Only these bytes start a signature: the text between them is skipped
+        // at memory speed.
+        while let Some(at) = memchr::memchr3(0xFF, 0x89, b'B', &data[i..]) {
+            i += at;
             let rest = &data[i..];
             match signature(rest) {
                 Sig::No => i += 1,
                 Sig::Maybe => {
                     // Could start a signature: wait for more bytes.
                     if i > 0 {
-                        out.push(Carved::Text(Bytes::copy_from_slice(&data[..i])));
+                        out.push(Carved::Text(data.slice(..i)));
                     }
                     self.held.extend_from_slice(rest);
                     return data.len();
                 }
                 Sig::Yes(kind) => {
                     if i > 0 {
-                        out.push(Carved::Text(Bytes::copy_from_slice(&data[..i])));
+                        out.push(Carved::Text(data.slice(..i)));
                     }
                     self.pending = Some((kind, BytesMut::new()));
                     self.size = 0;
@@ -199,7 +207,7 @@ impl Carver {
                 }
             }
         }
-        out.push(Carved::Text(Bytes::copy_from_slice(data)));
+        out.push(Carved::Text(data.clone()));
         data.len()
     }
 

@@ -1,6 +1,6 @@
 //! Text lines (LF or CRLF), with a hard cap on line length.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 /// Splits a byte stream into lines. A line longer than `max_line` is cut into
 /// pieces of `max_line` bytes, so the buffer never grows past `max_line`.
@@ -23,7 +23,14 @@ impl LineDecoder {
     }
 
     /// Feeds one read; complete lines (without their terminator) go to `out`.
-    pub fn push(&mut self, mut data: &[u8], out: &mut Vec<Bytes>) {
+    pub fn push(&mut self, data: &[u8], out: &mut Vec<Bytes>) {
+        self.push_each(data, &mut |line| out.push(Bytes::copy_from_slice(line)));
+    }
+
+    /// Feeds one read; each complete line (without its terminator) is handed to
+    /// `on_line`. A line wholly inside `data` is handed out where it lies, with
+    /// no copy: only the unterminated rest is kept.
+    pub fn push_each(&mut self, mut data: &[u8], on_line: &mut dyn FnMut(&[u8])) {
         if self.skip_lf {
             self.skip_lf = false;
             if data.first() == Some(&b'\n') {
@@ -31,54 +38,71 @@ impl LineDecoder {
             }
         }
         while !data.is_empty() {
-            if self.buf.len() >= self.max_line {
-                // The buffer is full: the next byte tells a whole line (its LF, or
-                // the CR of a CRLF) from one that must be cut.
-                match data[0] {
-                    b'\n' => {
-                        data = &data[1..];
-                        self.emit_line(out);
+            if self.buf.is_empty() {
+                // A line of at most `max_line` (plus its CR LF) ends in the window.
+                let window = &data[..data.len().min(self.max_line + 2)];
+                if let Some(i) = memchr::memchr(b'\n', window) {
+                    let line = without_cr(&data[..i]);
+                    if line.len() <= self.max_line {
+                        on_line(line);
+                        data = &data[i + 1..];
+                        continue;
                     }
-                    b'\r' if self.buf.len() == self.max_line => {
-                        self.buf.extend_from_slice(b"\r");
-                        data = &data[1..];
-                    }
-                    _ => self.emit_piece(out),
-                }
-                continue;
-            }
-            let room = self.max_line - self.buf.len();
-            let window = &data[..data.len().min(room)];
-            match window.iter().position(|&b| b == b'\n') {
-                Some(i) => {
-                    self.buf.extend_from_slice(&window[..i]);
-                    data = &data[i + 1..];
-                    self.emit_line(out);
-                }
-                None => {
-                    self.buf.extend_from_slice(window);
-                    data = &data[window.len()..];
                 }
             }
+            data = self.buffered(data, on_line);
         }
         if self.buf.is_empty() {
-            // An idle connection keeps no buffer alive: an emptied one may still
-            // share the allocation of the lines it handed out.
+            // An idle connection keeps no buffer alive.
             self.buf = BytesMut::new();
         }
     }
 
-    fn emit_line(&mut self, out: &mut Vec<Bytes>) {
-        let mut line = self.buf.split();
-        if line.last() == Some(&b'\r') {
-            line.truncate(line.len() - 1);
+    /// One step through the buffer, for a line that started in an earlier read
+    /// or is too long; returns the bytes not used yet.
+    fn buffered<'a>(&mut self, data: &'a [u8], on_line: &mut dyn FnMut(&[u8])) -> &'a [u8] {
+        if self.buf.len() >= self.max_line {
+            // The buffer is full: the next byte tells a whole line (its LF, or
+            // the CR of a CRLF) from one that must be cut.
+            return match data[0] {
+                b'\n' => {
+                    self.emit_line(on_line);
+                    &data[1..]
+                }
+                b'\r' if self.buf.len() == self.max_line => {
+                    self.buf.extend_from_slice(b"\r");
+                    &data[1..]
+                }
+                _ => {
+                    self.emit_piece(on_line);
+                    data
+                }
+            };
         }
-        out.push(line.freeze());
+        let room = self.max_line - self.buf.len();
+        let window = &data[..data.len().min(room)];
+        match memchr::memchr(b'\n', window) {
+            Some(i) => {
+                self.buf.extend_from_slice(&window[..i]);
+                self.emit_line(on_line);
+                &data[i + 1..]
+            }
+            None => {
+                self.buf.extend_from_slice(window);
+                &data[window.len()..]
+            }
+        }
+    }
+
+    fn emit_line(&mut self, on_line: &mut dyn FnMut(&[u8])) {
+        let line = without_cr(&self.buf);
+        on_line(line);
+        self.buf.clear();
     }
 
     /// Cuts an overlong line: `max_line` bytes, or fewer so a UTF-8 character that
     /// straddles the cut stays whole in the next piece.
-    fn emit_piece(&mut self, out: &mut Vec<Bytes>) {
+    fn emit_piece(&mut self, on_line: &mut dyn FnMut(&[u8])) {
         let mut cut = self.max_line.min(self.buf.len());
         if let Err(e) = std::str::from_utf8(&self.buf[..cut])
             && e.error_len().is_none()
@@ -86,7 +110,8 @@ impl LineDecoder {
         {
             cut = e.valid_up_to();
         }
-        out.push(self.buf.split_to(cut).freeze());
+        on_line(&self.buf[..cut]);
+        self.buf.advance(cut);
     }
 
     pub fn has_partial(&self) -> bool {
@@ -104,6 +129,15 @@ impl LineDecoder {
             self.skip_lf = true;
         }
         Some(line.freeze())
+    }
+}
+
+/// A line without the CR of its CRLF (a byte test: a slice compare would be a
+/// call to `memcmp` per line).
+fn without_cr(line: &[u8]) -> &[u8] {
+    match line.split_last() {
+        Some((b'\r', rest)) => rest,
+        _ => line,
     }
 }
 
@@ -179,6 +213,24 @@ mod tests {
     }
 
     proptest! {
+        /// Lines handed out where they lie (whole reads) and lines put together
+        /// in the buffer (a byte at a time) are the same lines.
+        #[test]
+        fn every_split_gives_the_same_lines(
+            stream in proptest::collection::vec(
+                prop_oneof![Just(b'\n'), Just(b'\r'), Just(b'a'), Just(0xc3u8), Just(0xa9u8)], 0..300),
+            cuts in proptest::collection::vec(0usize..300, 0..6),
+            max in 1usize..12,
+        ) {
+            let mut cuts = cuts;
+            cuts.sort_unstable();
+            let byte_by_byte: Vec<usize> = (1..stream.len()).collect();
+            prop_assert_eq!(
+                decode_in_pieces(&stream, &cuts, max),
+                decode_in_pieces(&stream, &byte_by_byte, max)
+            );
+        }
+
         #[test]
         fn arbitrary_input_never_panics_and_stays_bounded(
             chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..200), 0..20),

@@ -45,47 +45,80 @@ impl Session {
 
     /// A lines stream with images in it: the text goes to the line decoder, each
     /// image to a file of its own (`<timestamp>.<ext>` in the device's folder).
+    /// The lines between images go out together, as [`Session::lines_read`]'s do.
     pub(super) async fn carve_lines(&mut self, data: Bytes) {
         let mut pieces = Vec::new();
         if let Some(carver) = self.carver.as_mut() {
-            carver.push(&data, &mut pieces);
+            carver.push_shared(&data, &mut pieces);
         }
+        let mut read = Some(data);
+        let mut batch = self.text_batch();
+        batch.reserve(read.as_ref().map_or(0, |d| d.len()));
         for piece in pieces {
             match piece {
                 Carved::Text(text) => {
-                    let mut lines = Vec::new();
                     if let Mode::Lines(decoder) = &mut self.mode {
-                        decoder.push(&text, &mut lines);
+                        decoder.push_each(&text, &mut |line| {
+                            batch.push_from_device(line);
+                        });
                         if self.stream.at_message_end()
                             && let Some(rest) = decoder.take_partial()
                         {
-                            lines.push(rest);
+                            batch.push_from_device(&rest);
                         }
-                    }
-                    for line in lines {
-                        self.text_in(&line).await;
                     }
                 }
                 Carved::Start(kind) => {
                     // The text before the image is a line of its own ("IMG:").
-                    let partial = match &mut self.mode {
-                        Mode::Lines(decoder) => decoder.take_partial(),
-                        _ => None,
-                    };
-                    if let Some(line) = partial {
-                        self.text_in(&line).await;
+                    if let Mode::Lines(decoder) = &mut self.mode
+                        && let Some(line) = decoder.take_partial()
+                    {
+                        batch.push_from_device(&line);
                     }
+                    let lines = std::mem::replace(&mut batch, self.text_batch());
+                    self.texts(lines, &mut read).await;
                     self.begin_carved(kind).await;
                 }
                 Carved::Data(bytes) => self.write_carved(bytes).await,
                 Carved::End { complete } => self.end_carved(complete).await,
             }
         }
+        self.texts(batch, &mut read).await;
+        if let Some(data) = read {
+            self.keep_wire(&data);
+        }
         let waiting = match &self.mode {
             Mode::Lines(decoder) => decoder.has_partial(),
             _ => false,
         } || self.carver.as_ref().is_some_and(|c| c.holding());
         self.partial_since = waiting.then(Instant::now);
+    }
+
+    /// A read of a lines device without a carver: its lines go out together.
+    pub(super) async fn lines_read(&mut self, data: Bytes) {
+        let mut batch = self.text_batch();
+        batch.reserve(data.len());
+        if let Mode::Lines(decoder) = &mut self.mode {
+            decoder.push_each(&data, &mut |line| {
+                batch.push_from_device(line);
+            });
+            // A UDP datagram is one message, with or without its line ending.
+            if self.stream.at_message_end()
+                && let Some(rest) = decoder.take_partial()
+            {
+                batch.push_from_device(&rest);
+            }
+            self.partial_since = decoder.has_partial().then(Instant::now);
+        }
+        let mut read = Some(data);
+        self.texts(batch, &mut read).await;
+        if let Some(data) = read {
+            self.keep_wire(&data);
+        }
+    }
+
+    fn text_batch(&self) -> TextBatch {
+        TextBatch::new(self.conn, self.device.clone(), Direction::In)
     }
 
     async fn begin_carved(&mut self, kind: ImageKind) {

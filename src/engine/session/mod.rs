@@ -24,7 +24,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
-use super::event::{ConnId, Direction, EventKind};
+use super::event::{ConnId, Direction, EventKind, TextBatch};
 use super::journal::ReceivedRecord;
 use super::link::{LinkStream, Peer};
 use super::registry::{SessionCommand, Stats};
@@ -171,8 +171,7 @@ pub(super) fn run(
         carved: None,
         eol: None,
         wire_in: BytesMut::new(),
-        log_batch: Vec::new(),
-        log_batch_bytes: 0,
+        log_batch: String::new(),
     };
     // An async block, not an async fn: a fn's arguments would be kept twice.
     async move {
@@ -381,8 +380,9 @@ struct Session {
     wire_in: BytesMut,
     /// Conversation lines for the journal, sent together before the session
     /// waits again (one entry per read, not one per line).
-    log_batch: Vec<(Direction, String)>,
-    log_batch_bytes: usize,
+    /// Lines as conversation.log has them (time, direction, text escaped for a
+    /// terminal), the batch's lines all with its first line's time.
+    log_batch: String,
     /// The last read was large (a file streaming in): the next waits for a turn.
     streaming: bool,
     /// The streaming turn held while a read is processed (see `Shared::bulk_turns`).
@@ -611,6 +611,11 @@ impl Session {
             // to disk without a copy.
             self.buf.reserve(READ_LARGE);
             self.stream.try_read_buf(&mut self.buf)
+        } else if self.streaming {
+            // Text streaming in (the last read filled the stack buffer): a turn's
+            // worth straight into the buffer, which the texts then share.
+            self.buf.reserve(READ_TURN);
+            self.stream.try_read_buf(&mut (&mut self.buf).limit(READ_TURN))
         } else {
             // Texts: read on the stack and keep only what arrived, so short messages
             // from thousands of devices never leave large buffers behind.
@@ -666,9 +671,9 @@ impl Session {
             return Box::pin(self.ymodem_bytes(&data)).await;
         }
         let data = self.buf.split().freeze();
-        if matches!(self.cf_file, CfFile::None) && self.wire_in.len() < WIRE_KEPT {
-            let room = WIRE_KEPT - self.wire_in.len();
-            self.wire_in.extend_from_slice(&data[..data.len().min(room)]);
+        // Lines take their read as their raw bytes, without a copy (`texts`).
+        if matches!(self.cf_file, CfFile::None) && !matches!(self.mode, Mode::Lines(_)) {
+            self.keep_wire(&data);
         }
         if matches!(self.cf_file, CfFile::None) {
             // Idle devices keep no read buffer: 10,000 of them must fit in little memory.
@@ -680,19 +685,8 @@ impl Session {
                 Box::pin(self.carve_lines(data)).await;
                 Ok(())
             }
-            Mode::Lines(decoder) => {
-                let mut lines = Vec::new();
-                decoder.push(&data, &mut lines);
-                // A UDP datagram is one message, with or without its line ending.
-                if self.stream.at_message_end()
-                    && let Some(rest) = decoder.take_partial()
-                {
-                    lines.push(rest);
-                }
-                self.partial_since = decoder.has_partial().then(Instant::now);
-                for line in lines {
-                    self.text_in(&line).await;
-                }
+            Mode::Lines(_) => {
+                Box::pin(self.lines_read(data)).await;
                 Ok(())
             }
             Mode::Cf(decoder) => {
@@ -704,6 +698,12 @@ impl Session {
                 Ok(())
             }
         }
+    }
+
+    /// Keeps bytes as read for the next text event (a hex view), up to [`WIRE_KEPT`].
+    fn keep_wire(&mut self, data: &[u8]) {
+        let room = WIRE_KEPT.saturating_sub(self.wire_in.len());
+        self.wire_in.extend_from_slice(&data[..data.len().min(room)]);
     }
 
     /// An auto-chosen cf connection whose device then spoke native frames (an
@@ -816,13 +816,8 @@ impl Session {
 
     pub(super) async fn text_with_raw(&mut self, direction: Direction, text: String, raw: Option<Bytes>) {
         if self.shared.settings.log_conversations {
-            let line = crate::text::for_terminal(&text);
-            self.log_batch_bytes += line.len();
-            self.log_batch.push((direction, line.into_owned()));
-            if self.log_batch_bytes >= LOG_BATCH_BYTES {
-                self.turn = None; // the journal may make it wait
-                self.flush_log_batch().await;
-            }
+            self.log_line(direction, &text);
+            self.flush_full_log_batch().await;
         }
         self.shared
             .emit(EventKind::Text {
@@ -833,6 +828,66 @@ impl Session {
                 raw,
             })
             .await;
+    }
+
+    /// Lines that arrived together (one read): one event, and their log lines
+    /// in one batch. The raw bytes since the last text go with them: those kept
+    /// from earlier reads and `read`, the read they came in (taken by the first
+    /// batch of a read; the caller keeps it if no text took it).
+    pub(super) async fn texts(&mut self, mut batch: TextBatch, read: &mut Option<Bytes>) {
+        if batch.is_empty() {
+            return;
+        }
+        let raw = match read.take() {
+            Some(data) if self.wire_in.is_empty() => Some(data),
+            Some(data) => {
+                self.keep_wire(&data);
+                Some(std::mem::take(&mut self.wire_in).freeze())
+            }
+            None => (!self.wire_in.is_empty()).then(|| std::mem::take(&mut self.wire_in).freeze()),
+        };
+        batch.set_raw(raw);
+        if self.shared.settings.log_conversations {
+            // Each line gains its time and direction (36 bytes).
+            self.log_batch.reserve(batch.text_len() + batch.len() * 36);
+            for line in batch.lines() {
+                self.log_line(batch.direction, line);
+            }
+            self.flush_full_log_batch().await;
+        }
+        let kind = match batch.len() {
+            1 => batch.event(0),
+            _ => Some(EventKind::Texts(Arc::new(batch))),
+        };
+        if let Some(kind) = kind {
+            self.shared.emit(kind).await;
+        }
+    }
+
+    /// Adds a line to the batch for conversation.log.
+    fn log_line(&mut self, direction: Direction, text: &str) {
+        let batch = &mut self.log_batch;
+        if batch.is_empty() {
+            let now = chrono::Local::now();
+            batch.push_str(&now.to_rfc3339_opts(chrono::SecondsFormat::Millis, false));
+        } else {
+            // The time of the batch's first line, formatted once.
+            let time = memchr::memchr(b' ', batch.as_bytes()).unwrap_or(0);
+            batch.extend_from_within(..time);
+        }
+        batch.push_str(match direction {
+            Direction::In => " in  ",
+            Direction::Out => " out ",
+        });
+        batch.push_str(&crate::text::for_terminal(text));
+        batch.push('\n');
+    }
+
+    async fn flush_full_log_batch(&mut self) {
+        if self.log_batch.len() >= LOG_BATCH_BYTES {
+            self.turn = None; // the journal may make it wait
+            self.flush_log_batch().await;
+        }
     }
 
     /// This device's folder of received files (built when needed: 10,000 idle
@@ -847,8 +902,7 @@ impl Session {
             return;
         }
         let lines = std::mem::take(&mut self.log_batch);
-        self.log_batch_bytes = 0;
-        self.shared.journal.conversation_batch(&self.device, &lines).await;
+        self.shared.journal.conversation(&self.device, lines).await;
     }
 
     async fn close(&mut self, mut end: End) {

@@ -343,6 +343,14 @@ impl Model {
         let ts = event.ts;
         let mut applied = Applied::default();
         match event.kind {
+            // The event queue hands these out line by line; taken whole all the same.
+            EventKind::Texts(batch) => {
+                for n in 0..batch.len() {
+                    if let Some(kind) = batch.event(n) {
+                        self.apply(Event { ts, kind });
+                    }
+                }
+            }
             EventKind::Listening { addr, protocol, dir } => {
                 self.listeners.push((addr, protocol));
                 self.dir = dir;
