@@ -41,6 +41,10 @@ pub async fn run_handle(handle: crate::engine::EngineHandle, format: Format) {
     }
 }
 
+/// Bytes of output gathered before a write to stdout (flushed sooner whenever
+/// no event waits).
+const OUTPUT_BUFFER: usize = 64 * 1024;
+
 /// How long a stopped console waits for the last events to reach stdout.
 const PRINTER_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -53,7 +57,8 @@ fn spawn_printer(
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let stdout = io::stdout();
-        let mut out = io::BufWriter::new(stdout.lock());
+        // Room for many lines a write: a device streaming text makes millions.
+        let mut out = io::BufWriter::with_capacity(OUTPUT_BUFFER, stdout.lock());
         let mut broken = false;
         while let Some(event) = events.blocking_recv_gathered() {
             let stopped = matches!(event.kind, EventKind::Stopped { .. });
@@ -107,8 +112,14 @@ fn write_texts(out: &mut impl Write, event: &Event, batch: &TextBatch, format: F
             };
             for line in batch.lines() {
                 out.write_all(start.as_bytes())?;
-                serde_json::to_writer(&mut *out, line)?;
-                out.write_all(b"}\n")?;
+                if json_as_is(line) {
+                    out.write_all(b"\"")?;
+                    out.write_all(line.as_bytes())?;
+                    out.write_all(b"\"}\n")?;
+                } else {
+                    serde_json::to_writer(&mut *out, line)?;
+                    out.write_all(b"}\n")?;
+                }
             }
         }
         Format::Human => {
@@ -123,6 +134,14 @@ fn write_texts(out: &mut impl Write, event: &Event, batch: &TextBatch, format: F
         }
     }
     Ok(())
+}
+
+/// Text that a JSON string holds as it is: no quote, backslash or control
+/// character (what serde_json escapes). One pass without an early exit, so
+/// the compiler tests many bytes at once.
+fn json_as_is(text: &str) -> bool {
+    text.bytes()
+        .fold(true, |as_is, b| as_is & (b >= 0x20) & (b != b'"') & (b != b'\\'))
 }
 
 /// Reads commands from stdin on a plain thread: a blocking read there cannot hold
