@@ -2,7 +2,9 @@
 """One device, one large file: benchlink against socat with 256 KiB buffers
 (both ends) into a file plus an fsync of it, in interleaved rounds; medians.
 
-usage: throughput.py BIN SIZE_MIB ROUNDS WORK [frames cf lines]
+usage: throughput.py BIN SIZE_MIB ROUNDS WORK [frames cf lines lines-nolog]
+
+lines-nolog is lines with --no-log: what writing conversation.log costs.
 
 Prints one line per protocol: median GiB/s of each, the ratio, and CPU
 seconds per GiB of the console and of the sender.
@@ -19,7 +21,14 @@ import time
 from common import cpu_seconds as cpu_of, free_port
 
 BIN, SIZE_MIB, ROUNDS, WORK = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-WHICH = sys.argv[5:] or ["frames", "cf", "lines"]
+WHICH = sys.argv[5:] or ["frames", "cf", "lines", "lines-nolog"]
+# What each measures: the listener's protocol, and extra console options.
+SETUPS = {
+    "frames": ("frames", []),
+    "cf": ("cf", []),
+    "lines": ("lines", []),
+    "lines-nolog": ("lines", ["--no-log"]),
+}
 SIZE = SIZE_MIB << 20
 GIB = SIZE / (1 << 30)
 
@@ -61,22 +70,36 @@ def socat_round(source):
 
 
 class Console:
-    def __init__(self, proto):
+    def __init__(self, name):
+        proto, extra = SETUPS[name]
         self.port = free_port()
-        self.dir = os.path.join(WORK, f"rx-{proto}")
-        self.log_path = os.path.join(WORK, f"{proto}.jsonl")
+        self.dir = os.path.join(WORK, f"rx-{name}")
+        self.log_path = os.path.join(WORK, f"{name}.jsonl")
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
-            [BIN, "--no-tui", "--json", "--listen", f"{proto}://127.0.0.1:{self.port}", "--dir", self.dir],
+            [BIN, "--no-tui", "--json", "--listen", f"{proto}://127.0.0.1:{self.port}", "--dir", self.dir, *extra],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        # Read as a terminal would, keeping only the events looked for: a lines
-        # device's millions of text events must not fill the tmpfs we measure on.
+        # The first line says the console listens; read byte by byte, so nothing
+        # after it is taken from the pipe.
+        first = b""
+        while not first.endswith(b"\n"):
+            byte = os.read(self.proc.stdout.fileno(), 1)
+            if not byte:
+                raise SystemExit(f"the console exited: {first!r}")
+            first += byte
+        assert b'"event":"listening"' in first, first
+        # Then all of its output is read, keeping only the one event the rounds
+        # wait for: a lines device's millions of text events must not fill the
+        # tmpfs we measure on. One fixed string is the cheapest reader grep has
+        # (a pattern with alternatives cost it 5x the CPU, on the cores the
+        # console needs); a slower reader only makes the console drop texts,
+        # which stay in conversation.log.
+        self.until = "file_saved" if proto in ("frames", "cf") else "disconnected"
         self.filter = subprocess.Popen(
-            ["grep", "--line-buffered", "-E", '"event":"(listening|file_saved|disconnected)"'],
+            ["grep", "--line-buffered", "-F", f'"event":"{self.until}"'],
             stdin=self.proc.stdout, stdout=self.log)
         self.proc.stdout.close()
         self.reader = open(self.log_path)
-        self.wait_for("listening", 10)
 
     def wait_for(self, kind, timeout):
         deadline = time.monotonic() + timeout
@@ -146,7 +169,7 @@ def main():
             while chunk := src.read(1 << 20):
                 out.write(chunk)
     text = os.path.join(WORK, "payload.txt")
-    if "lines" in WHICH and (not os.path.exists(text) or os.path.getsize(text) < SIZE):
+    if any(w.startswith("lines") for w in WHICH) and (not os.path.exists(text) or os.path.getsize(text) < SIZE):
         with open(text, "wb") as f:
             line_no, written = 0, 0
             block = []
@@ -160,7 +183,7 @@ def main():
                     block = []
             f.write(b"".join(block))
     for proto in WHICH:
-        source = {"frames": payload, "cf": cf_payload, "lines": text}[proto]
+        source = {"frames": payload, "cf": cf_payload}.get(proto, text)
         size = os.path.getsize(source)
         console = Console(proto)
         ref, ours, console_cpu, sender_cpu = [], [], [], []
@@ -189,7 +212,7 @@ def main():
             print(f"  rounds, socat: {[round(x, 2) for x in ref]}, benchlink: {[round(x, 2) for x in ours]}")
         gib = size / (1 << 30)
         r, o = statistics.median(ref), statistics.median(ours)
-        print(f"{proto:6} 1 device, {size >> 20} MiB: benchlink {gib / o:.2f} GiB/s, socat {gib / r:.2f} GiB/s, "
+        print(f"{proto:11} 1 device, {size >> 20} MiB: benchlink {gib / o:.2f} GiB/s, socat {gib / r:.2f} GiB/s, "
               f"ratio {r / o:.2f}; CPU s/GiB console {statistics.median(console_cpu) / gib:.2f}, "
               f"sender {statistics.median(sender_cpu) / gib:.2f} (median of {ROUNDS} interleaved rounds)")
 
