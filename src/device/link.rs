@@ -11,7 +11,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc;
 
 use crate::protocol::frames::{
-    AckStatus, DEFAULT_MAX_FRAME, Decoded, ERR_BUSY, FrameDecoder, Message, file_data_parts,
+    AckStatus, DEFAULT_MAX_FRAME, Decoded, ERR_BUSY, FrameDecoder, Message, file_data_parts_hashed,
 };
 
 /// A partial frame that gets no byte for this long is abandoned (as the console does).
@@ -294,12 +294,19 @@ impl FrameLink {
                     .await
                     .map_err(|e| format!("cannot read {shown}: {e}"))?;
                 let end = offset + data.len() as u64;
-                if (offset..end).contains(&counted) {
+                // The chunk's CRC-32 serves the frame and the whole file's.
+                let mut data_crc = crc32fast::Hasher::new();
+                data_crc.update(&data);
+                if counted == offset {
+                    crc.combine(&data_crc);
+                    counted = end;
+                } else if (offset..end).contains(&counted) {
+                    // After a rewind to before what was counted: only the rest.
                     crc.update(&data[(counted - offset) as usize..]);
                     counted = end;
                 }
                 // Header, data, trailer: the chunk goes out without another copy.
-                let (head, tail) = file_data_parts(file_id, offset, &data);
+                let (head, tail) = file_data_parts_hashed(file_id, offset, &data, &data_crc);
                 write_all_vectored(&mut self.writer, &[&head[..], &data, &tail[..]])
                     .await
                     .map_err(io)?;

@@ -213,6 +213,20 @@ pub fn file_data_parts(
     offset: u64,
     data: &[u8],
 ) -> ([u8; FILE_DATA_HEAD_LEN], [u8; TRAILER_LEN]) {
+    let mut data_crc = crc32fast::Hasher::new();
+    data_crc.update(data);
+    file_data_parts_hashed(file_id, offset, data, &data_crc)
+}
+
+/// [`file_data_parts`] for data whose CRC-32 the sender has already computed
+/// (for the whole file's): the frame's CRC is combined from it, so the data is
+/// read once, not twice.
+pub fn file_data_parts_hashed(
+    file_id: u32,
+    offset: u64,
+    data: &[u8],
+    data_crc: &crc32fast::Hasher,
+) -> ([u8; FILE_DATA_HEAD_LEN], [u8; TRAILER_LEN]) {
     let len = u32::try_from(12 + data.len()).expect("frame payload longer than u32::MAX bytes");
     let mut head = [0u8; FILE_DATA_HEAD_LEN];
     head[0..2].copy_from_slice(&MAGIC);
@@ -225,7 +239,7 @@ pub fn file_data_parts(
     head[14..22].copy_from_slice(&offset.to_le_bytes());
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(&head[HEADER_LEN..]);
-    hasher.update(data);
+    hasher.combine(data_crc);
     (head, hasher.finalize().to_le_bytes())
 }
 
@@ -1785,5 +1799,23 @@ mod file_data_parts_tests {
         let (head, tail) = file_data_parts(7, 123_456_789, &data);
         let got = [&head[..], &data, &tail].concat();
         assert_eq!(got, want.to_vec());
+        for len in [0, 1, 4999, 5000] {
+            let mut data_crc = crc32fast::Hasher::new();
+            data_crc.update(&data[..len]);
+            assert_eq!(
+                file_data_parts_hashed(7, 9, &data[..len], &data_crc),
+                file_data_parts(7, 9, &data[..len]),
+                "{len} bytes"
+            );
+        }
+        let mut two = BytesMut::new();
+        Message::FileData {
+            file_id: 7,
+            offset: 9,
+            data: Bytes::from(data[..1].to_vec()),
+        }
+        .encode(&mut two);
+        let (head, tail) = file_data_parts(7, 9, &data[..1]);
+        assert_eq!([&head[..], &data[..1], &tail].concat(), two.to_vec());
     }
 }
