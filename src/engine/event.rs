@@ -263,6 +263,8 @@ pub struct TextBatch {
     /// Where each line ends in `text`.
     ends: Vec<u32>,
     raw: Option<bytes::Bytes>,
+    /// Some line is not printable ASCII (it may need escaping for a terminal).
+    escapes: bool,
 }
 
 impl TextBatch {
@@ -286,9 +288,14 @@ impl TextBatch {
     /// does (without an allocation for plain text); returns the line as text.
     pub fn push_from_device(&mut self, bytes: &[u8]) -> &str {
         let start = self.text.len();
-        match crate::text::printable(bytes).or_else(|| crate::text::plain(bytes)) {
-            Some(text) => self.text.push_str(text),
-            None => self.text.push_str(&crate::text::from_device(bytes)),
+        if let Some(text) = crate::text::printable(bytes) {
+            self.text.push_str(text);
+        } else {
+            self.escapes = true;
+            match crate::text::plain(bytes) {
+                Some(text) => self.text.push_str(text),
+                None => self.text.push_str(&crate::text::from_device(bytes)),
+            }
         }
         self.ends.push(self.text.len() as u32);
         &self.text[start..]
@@ -315,6 +322,11 @@ impl TextBatch {
         self.raw.as_ref().map_or(0, |r| r.len())
     }
 
+    /// Every line is printable ASCII: shown anywhere as it is, no escaping.
+    pub fn printable(&self) -> bool {
+        !self.escapes
+    }
+
     pub fn lines(&self) -> impl Iterator<Item = &str> {
         let mut start = 0;
         self.ends.iter().map(move |&end| {
@@ -335,5 +347,32 @@ impl TextBatch {
             text: self.text[start..end].to_string(),
             raw: if n == 0 { self.raw.clone() } else { None },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_keeps_each_line_decoded_as_a_text_event_would_be() {
+        let mut batch = TextBatch::new(2, "cam".into(), Direction::In);
+        assert!(batch.printable() && batch.is_empty());
+        batch.push_from_device(b"temp=21.5");
+        batch.push_from_device(b"");
+        assert!(batch.printable());
+        batch.push_from_device(b"caf\xc3\xa9 \xff\x1b[1m");
+        assert!(!batch.printable(), "a line with UTF-8, an invalid byte and ESC");
+        let lines: Vec<&str> = batch.lines().collect();
+        assert_eq!(lines, ["temp=21.5", "", "café \\xff\u{1b}[1m"]);
+        for (n, line) in lines.iter().enumerate() {
+            match batch.event(n) {
+                Some(EventKind::Text { text, conn: 2, .. }) => {
+                    assert_eq!(text, crate::text::from_device(line.as_bytes()))
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(batch.event(3), None);
     }
 }

@@ -850,8 +850,17 @@ impl Session {
         if self.shared.settings.log_conversations {
             // Each line gains its time and direction (36 bytes).
             self.log_batch.reserve(batch.text_len() + batch.len() * 36);
+            let time = self.log_time();
+            let arrow = log_arrow(batch.direction);
             for line in batch.lines() {
-                self.log_line(batch.direction, line);
+                self.log_batch.push_str(&time);
+                self.log_batch.push_str(arrow);
+                if batch.printable() {
+                    self.log_batch.push_str(line);
+                } else {
+                    self.log_batch.push_str(&crate::text::for_terminal(line));
+                }
+                self.log_batch.push('\n');
             }
             self.flush_full_log_batch().await;
         }
@@ -866,21 +875,20 @@ impl Session {
 
     /// Adds a line to the batch for conversation.log.
     fn log_line(&mut self, direction: Direction, text: &str) {
+        let time = self.log_time();
         let batch = &mut self.log_batch;
-        if batch.is_empty() {
-            let now = chrono::Local::now();
-            batch.push_str(&now.to_rfc3339_opts(chrono::SecondsFormat::Millis, false));
-        } else {
-            // The time of the batch's first line, formatted once.
-            let time = memchr::memchr(b' ', batch.as_bytes()).unwrap_or(0);
-            batch.extend_from_within(..time);
-        }
-        batch.push_str(match direction {
-            Direction::In => " in  ",
-            Direction::Out => " out ",
-        });
+        batch.push_str(&time);
+        batch.push_str(log_arrow(direction));
         batch.push_str(&crate::text::for_terminal(text));
         batch.push('\n');
+    }
+
+    /// The time the log batch's lines get: its first line's, formatted once.
+    fn log_time(&self) -> String {
+        match memchr::memchr(b' ', self.log_batch.as_bytes()) {
+            Some(end) => self.log_batch[..end].to_string(),
+            None => chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, false),
+        }
     }
 
     async fn flush_full_log_batch(&mut self) {
@@ -939,6 +947,14 @@ impl Session {
         if let End::Replaced { done, .. } = &mut end {
             drop(done.take());
         }
+    }
+}
+
+/// A conversation.log line's direction, between its time and its text.
+fn log_arrow(direction: Direction) -> &'static str {
+    match direction {
+        Direction::In => " in  ",
+        Direction::Out => " out ",
     }
 }
 
