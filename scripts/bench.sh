@@ -44,7 +44,7 @@ for section in "${sections[@]}"; do
   case $section in
   throughput)
     echo "== throughput: one device, ${size_mib} MiB, $rounds interleaved rounds =="
-    python3 scripts/bench/throughput.py "$bin" "$size_mib" "$rounds" "$work" frames cf lines lines-nolog
+    python3 scripts/bench/throughput.py "$bin" "$size_mib" "$rounds" "$work" frames frames-socat cf lines lines-nolog
     ;;
   many)
     echo "== many: 100 devices x 10 files x 4 MiB at once =="

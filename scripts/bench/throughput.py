@@ -2,9 +2,12 @@
 """One device, one large file: benchlink against socat with 256 KiB buffers
 (both ends) into a file plus an fsync of it, in interleaved rounds; medians.
 
-usage: throughput.py BIN SIZE_MIB ROUNDS WORK [frames cf lines lines-nolog]
+usage: throughput.py BIN SIZE_MIB ROUNDS WORK [frames frames-socat cf lines lines-nolog]
 
-lines-nolog is lines with --no-log: what writing conversation.log costs.
+frames-socat sends the same file as native frames encoded beforehand (with
+the Python SDK's encoder) through socat: the console alone, without
+`benchlink send`. lines-nolog is lines with --no-log: what writing
+conversation.log costs.
 
 Prints one line per protocol: median GiB/s of each, the ratio, and CPU
 seconds per GiB of the console and of the sender.
@@ -14,9 +17,11 @@ import os
 import resource
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import time
+import zlib
 
 from common import cpu_seconds as cpu_of, free_port
 
@@ -25,6 +30,7 @@ WHICH = sys.argv[5:] or ["frames", "cf", "lines", "lines-nolog"]
 # What each measures: the listener's protocol, and extra console options.
 SETUPS = {
     "frames": ("frames", []),
+    "frames-socat": ("frames", []),
     "cf": ("cf", []),
     "lines": ("lines", []),
     "lines-nolog": ("lines", ["--no-log"]),
@@ -156,6 +162,23 @@ def stream_round(console, source, n, until):
     return time.monotonic() - t0, done
 
 
+def encode_frames(payload, out):
+    """A device's whole upload as it would go on the wire: HELLO, FILE_BEGIN,
+    256 KiB FILE_DATA frames, FILE_END (the console's answers are not waited for)."""
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "sdk", "python"))
+    from benchlink_device import FILE_BEGIN, FILE_DATA, FILE_END, HELLO, encode
+    crc = 0
+    with open(payload, "rb") as src, open(out, "wb") as f:
+        f.write(encode(HELLO, b"id=socat\n"))
+        f.write(encode(FILE_BEGIN, struct.pack("<IQ", 1, SIZE) + b"payload.bin"))
+        offset = 0
+        while chunk := src.read(256 * 1024):
+            crc = zlib.crc32(chunk, crc)
+            f.write(encode(FILE_DATA, struct.pack("<IQ", 1, offset) + chunk))
+            offset += len(chunk)
+        f.write(encode(FILE_END, struct.pack("<II", 1, crc)))
+
+
 def main():
     payload = os.path.join(WORK, "payload.bin")
     if not os.path.exists(payload) or os.path.getsize(payload) != SIZE:
@@ -182,8 +205,11 @@ def main():
                     f.write(b"".join(block))
                     block = []
             f.write(b"".join(block))
+    framed = os.path.join(WORK, "payload.frames")
+    if "frames-socat" in WHICH and not os.path.exists(framed):
+        encode_frames(payload, framed)
     for proto in WHICH:
-        source = {"frames": payload, "cf": cf_payload}.get(proto, text)
+        source = {"frames": payload, "frames-socat": framed, "cf": cf_payload}.get(proto, text)
         size = os.path.getsize(source)
         console = Console(proto)
         ref, ours, console_cpu, sender_cpu = [], [], [], []
@@ -194,7 +220,7 @@ def main():
                 seconds, saved = frames_round(console, source, n)
                 assert saved["size"] == SIZE, saved
                 os.remove(saved["path"])
-            elif proto == "cf":
+            elif proto in ("cf", "frames-socat"):
                 seconds, saved = stream_round(console, source, n, "file_saved")
                 assert saved["size"] == SIZE, saved
                 os.remove(saved["path"])
