@@ -4,7 +4,7 @@
 # measured and, where there is a baseline, its ratio. See docs/performance.md.
 #
 # usage: scripts/bench.sh [SECTION...]
-#   throughput  one device, 1 GiB, frames/cf/lines vs socat -b 262144 + fsync
+#   throughput  one device, 1 GiB, frames/cf/lines (and variants) vs socat -b 262144 + fsync
 #   many        100 devices x 10 files x 4 MiB at once vs one device
 #   latency     PING and a typed command while 0, 20 and 100 devices upload
 #   idle        10,000 idle devices: RSS and CPU
