@@ -615,7 +615,13 @@ impl Session {
             // Text streaming in (the last read filled the stack buffer): a turn's
             // worth straight into the buffer, which the texts then share.
             self.buf.reserve(READ_TURN);
-            self.stream.try_read_buf(&mut (&mut self.buf).limit(READ_TURN))
+            let read = self.stream.try_read_buf(&mut (&mut self.buf).limit(READ_TURN));
+            if matches!(read, Ok(n) if n < READ_TURN / 2) {
+                // A short read must not pin a turn-sized buffer in the events
+                // it becomes (the event queue counts bytes, not allocations).
+                self.buf = BytesMut::from(&self.buf[..]);
+            }
+            read
         } else {
             // Texts: read on the stack and keep only what arrived, so short messages
             // from thousands of devices never leave large buffers behind.
