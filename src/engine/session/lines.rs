@@ -56,18 +56,7 @@ impl Session {
         batch.reserve(read.as_ref().map_or(0, |d| d.len()));
         for piece in pieces {
             match piece {
-                Carved::Text(text) => {
-                    if let Mode::Lines(decoder) = &mut self.mode {
-                        decoder.push_each(&text, &mut |line| {
-                            batch.push_from_device(line);
-                        });
-                        if self.stream.at_message_end()
-                            && let Some(rest) = decoder.take_partial()
-                        {
-                            batch.push_from_device(&rest);
-                        }
-                    }
-                }
+                Carved::Text(text) => self.decode_lines(&text, &mut batch),
                 Carved::Start(kind) => {
                     // The text before the image is a line of its own ("IMG:").
                     if let Mode::Lines(decoder) = &mut self.mode
@@ -98,22 +87,30 @@ impl Session {
     pub(super) async fn lines_read(&mut self, data: Bytes) {
         let mut batch = self.text_batch();
         batch.reserve(data.len());
-        if let Mode::Lines(decoder) = &mut self.mode {
-            decoder.push_each(&data, &mut |line| {
-                batch.push_from_device(line);
-            });
-            // A UDP datagram is one message, with or without its line ending.
-            if self.stream.at_message_end()
-                && let Some(rest) = decoder.take_partial()
-            {
-                batch.push_from_device(&rest);
-            }
+        self.decode_lines(&data, &mut batch);
+        if let Mode::Lines(decoder) = &self.mode {
             self.partial_since = decoder.has_partial().then(Instant::now);
         }
         let mut read = Some(data);
         self.texts(batch, &mut read).await;
         if let Some(data) = read {
             self.keep_wire(&data);
+        }
+    }
+
+    /// Text through the line decoder: its complete lines into `batch`.
+    fn decode_lines(&mut self, text: &[u8], batch: &mut TextBatch) {
+        let Mode::Lines(decoder) = &mut self.mode else {
+            return;
+        };
+        decoder.push_each(text, &mut |line| {
+            batch.push_from_device(line);
+        });
+        // A UDP datagram is one message, with or without its line ending.
+        if self.stream.at_message_end()
+            && let Some(rest) = decoder.take_partial()
+        {
+            batch.push_from_device(&rest);
         }
     }
 
