@@ -263,8 +263,6 @@ pub struct TextBatch {
     /// Where each line ends in `text`.
     ends: Vec<u32>,
     raw: Option<bytes::Bytes>,
-    /// Some line is not printable ASCII (it may need escaping for a terminal).
-    escapes: bool,
 }
 
 impl TextBatch {
@@ -288,14 +286,9 @@ impl TextBatch {
     /// does (without an allocation for plain text); returns the line as text.
     pub fn push_from_device(&mut self, bytes: &[u8]) -> &str {
         let start = self.text.len();
-        if let Some(text) = crate::text::printable(bytes) {
-            self.text.push_str(text);
-        } else {
-            self.escapes = true;
-            match crate::text::plain(bytes) {
-                Some(text) => self.text.push_str(text),
-                None => self.text.push_str(&crate::text::from_device(bytes)),
-            }
+        match crate::text::printable(bytes).or_else(|| crate::text::plain(bytes)) {
+            Some(text) => self.text.push_str(text),
+            None => self.text.push_str(&crate::text::from_device(bytes)),
         }
         self.ends.push(self.text.len() as u32);
         &self.text[start..]
@@ -322,29 +315,24 @@ impl TextBatch {
         self.raw.as_ref().map_or(0, |r| r.len())
     }
 
-    /// Every line is printable ASCII: shown anywhere as it is, no escaping.
-    pub fn printable(&self) -> bool {
-        !self.escapes
+    /// The `n`th line.
+    pub fn line(&self, n: usize) -> Option<&str> {
+        let end = *self.ends.get(n)? as usize;
+        let start = n.checked_sub(1).map_or(0, |before| self.ends[before] as usize);
+        Some(&self.text[start..end])
     }
 
     pub fn lines(&self) -> impl Iterator<Item = &str> {
-        let mut start = 0;
-        self.ends.iter().map(move |&end| {
-            let line = &self.text[start..end as usize];
-            start = end as usize;
-            line
-        })
+        (0..self.len()).filter_map(|n| self.line(n))
     }
 
     /// The `n`th line as the `Text` event it stands for.
     pub fn event(&self, n: usize) -> Option<EventKind> {
-        let end = *self.ends.get(n)? as usize;
-        let start = if n == 0 { 0 } else { self.ends[n - 1] as usize };
         Some(EventKind::Text {
             conn: self.conn,
             device: self.device.clone(),
             direction: self.direction,
-            text: self.text[start..end].to_string(),
+            text: self.line(n)?.to_string(),
             raw: if n == 0 { self.raw.clone() } else { None },
         })
     }
@@ -357,12 +345,11 @@ mod tests {
     #[test]
     fn a_batch_keeps_each_line_decoded_as_a_text_event_would_be() {
         let mut batch = TextBatch::new(2, "cam".into(), Direction::In);
-        assert!(batch.printable() && batch.is_empty());
+        assert!(batch.is_empty());
         batch.push_from_device(b"temp=21.5");
         batch.push_from_device(b"");
-        assert!(batch.printable());
+        // UTF-8, an invalid byte and ESC.
         batch.push_from_device(b"caf\xc3\xa9 \xff\x1b[1m");
-        assert!(!batch.printable(), "a line with UTF-8, an invalid byte and ESC");
         let lines: Vec<&str> = batch.lines().collect();
         assert_eq!(lines, ["temp=21.5", "", "café \\xff\u{1b}[1m"]);
         for (n, line) in lines.iter().enumerate() {

@@ -857,16 +857,8 @@ impl Session {
             // Each line gains its time and direction (36 bytes).
             self.log_batch.reserve(batch.text_len() + batch.len() * 36);
             let time = self.log_time();
-            let arrow = log_arrow(batch.direction);
             for line in batch.lines() {
-                self.log_batch.push_str(&time);
-                self.log_batch.push_str(arrow);
-                if batch.printable() {
-                    self.log_batch.push_str(line);
-                } else {
-                    self.log_batch.push_str(&crate::text::for_terminal(line));
-                }
-                self.log_batch.push('\n');
+                push_log_line(&mut self.log_batch, &time, batch.direction, line);
             }
             self.flush_full_log_batch().await;
         }
@@ -882,11 +874,7 @@ impl Session {
     /// Adds a line to the batch for conversation.log.
     fn log_line(&mut self, direction: Direction, text: &str) {
         let time = self.log_time();
-        let batch = &mut self.log_batch;
-        batch.push_str(&time);
-        batch.push_str(log_arrow(direction));
-        batch.push_str(&crate::text::for_terminal(text));
-        batch.push('\n');
+        push_log_line(&mut self.log_batch, &time, direction, text);
     }
 
     /// The time the log batch's lines get: its first line's, formatted once.
@@ -956,12 +944,15 @@ impl Session {
     }
 }
 
-/// A conversation.log line's direction, between its time and its text.
-fn log_arrow(direction: Direction) -> &'static str {
-    match direction {
+/// A conversation.log line: time, direction, the text escaped for a terminal.
+fn push_log_line(log: &mut String, time: &str, direction: Direction, text: &str) {
+    log.push_str(time);
+    log.push_str(match direction {
         Direction::In => " in  ",
         Direction::Out => " out ",
-    }
+    });
+    log.push_str(&crate::text::for_terminal(text));
+    log.push('\n');
 }
 
 /// Gives back the streaming turn before a write that will wait for the disk:
