@@ -11,7 +11,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc;
 
 use crate::protocol::frames::{
-    AckStatus, DEFAULT_MAX_FRAME, Decoded, ERR_BUSY, FrameDecoder, Message, file_data_parts_hashed,
+    AckStatus, DEFAULT_MAX_FRAME, Decoded, ERR_BUSY, FrameDecoder, Message, file_data_parts,
 };
 
 /// A partial frame that gets no byte for this long is abandoned (as the console does).
@@ -306,7 +306,7 @@ impl FrameLink {
                     counted = end;
                 }
                 // Header, data, trailer: the chunk goes out without another copy.
-                let (head, tail) = file_data_parts_hashed(file_id, offset, &data, &data_crc);
+                let (head, tail) = file_data_parts(file_id, offset, &data, &data_crc);
                 write_all_vectored(&mut self.writer, &[&head[..], &data, &tail[..]])
                     .await
                     .map_err(io)?;

@@ -208,20 +208,9 @@ pub const FILE_DATA_HEAD_LEN: usize = HEADER_LEN + 12;
 
 /// A FILE_DATA frame around `data` without copying it: send `head`, then `data`,
 /// then `tail`. Large-file senders use this instead of [`Message::encode`].
+/// `data_crc` is the data's CRC-32, which the sender also needs for the whole
+/// file's: the frame's is combined from it, so the data is hashed once.
 pub fn file_data_parts(
-    file_id: u32,
-    offset: u64,
-    data: &[u8],
-) -> ([u8; FILE_DATA_HEAD_LEN], [u8; TRAILER_LEN]) {
-    let mut data_crc = crc32fast::Hasher::new();
-    data_crc.update(data);
-    file_data_parts_hashed(file_id, offset, data, &data_crc)
-}
-
-/// [`file_data_parts`] for data whose CRC-32 the sender has already computed
-/// (for the whole file's): the frame's CRC is combined from it, so the data is
-/// read once, not twice.
-pub fn file_data_parts_hashed(
     file_id: u32,
     offset: u64,
     data: &[u8],
@@ -1789,33 +1778,20 @@ mod file_data_parts_tests {
     #[test]
     fn parts_equal_the_encoded_message() {
         let data: Vec<u8> = (0..5000u32).map(|i| (i * 31 % 251) as u8).collect();
-        let mut want = BytesMut::new();
-        Message::FileData {
-            file_id: 7,
-            offset: 123_456_789,
-            data: Bytes::from(data.clone()),
-        }
-        .encode(&mut want);
-        let (head, tail) = file_data_parts(7, 123_456_789, &data);
-        let got = [&head[..], &data, &tail].concat();
-        assert_eq!(got, want.to_vec());
-        for len in [0, 1, 4999, 5000] {
+        for (len, offset) in [(5000, 123_456_789), (0, 0), (1, 9), (4999, 9)] {
+            let data = &data[..len];
+            let mut want = BytesMut::new();
+            Message::FileData {
+                file_id: 7,
+                offset,
+                data: Bytes::from(data.to_vec()),
+            }
+            .encode(&mut want);
             let mut data_crc = crc32fast::Hasher::new();
-            data_crc.update(&data[..len]);
-            assert_eq!(
-                file_data_parts_hashed(7, 9, &data[..len], &data_crc),
-                file_data_parts(7, 9, &data[..len]),
-                "{len} bytes"
-            );
+            data_crc.update(data);
+            let (head, tail) = file_data_parts(7, offset, data, &data_crc);
+            let got = [&head[..], data, &tail].concat();
+            assert_eq!(got, want.to_vec(), "{len} bytes at {offset}");
         }
-        let mut two = BytesMut::new();
-        Message::FileData {
-            file_id: 7,
-            offset: 9,
-            data: Bytes::from(data[..1].to_vec()),
-        }
-        .encode(&mut two);
-        let (head, tail) = file_data_parts(7, 9, &data[..1]);
-        assert_eq!([&head[..], &data[..1], &tail].concat(), two.to_vec());
     }
 }
